@@ -1,0 +1,92 @@
+# leibniz: make [all] | test | asan | bench | deps | clean
+# OPT sets optimisation/architecture flags (users build from source: -march=native is fine).
+CC      ?= gcc
+OPT     ?= -O3 -march=native
+HDF5_PC := $(shell pkg-config --exists hdf5 2>/dev/null && echo hdf5 || echo hdf5-serial)
+PKGS    := openblas yaml-0.1 libpng $(HDF5_PC)
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+CFLAGS  ?=
+CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g -fopenmp $(OPT) $(PKG_CFLAGS) -Ilib
+LDLIBS  := $(PKG_LIBS) -lm -lpthread -fopenmp
+TEST_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
+
+# Builds go to build/<variant>: the default, and asan (AddressSanitizer + UBSan).
+VARIANT ?= release
+B := build/$(VARIANT)
+ifeq ($(VARIANT),asan)
+  OPT := -O1 -march=native
+  CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+  LDLIBS += -fsanitize=address,undefined
+endif
+
+LIB_SRC   := $(shell find lib -name '*.c' | sort)
+LIB_OBJ   := $(LIB_SRC:%.c=$(B)/%.o)
+LIB       := $(B)/libleibniz.a
+TEST_SRC  := $(wildcard tests/test_*.c)
+TESTS     := $(TEST_SRC:tests/%.c=$(B)/tests/%)
+BENCH_SRC := $(wildcard bench/bench_*.c)
+BENCHES   := $(BENCH_SRC:bench/%.c=$(B)/bench/%)
+APPS      := $(patsubst apps/%/,%,$(sort $(dir $(wildcard apps/*/*.c))))
+APP_BINS  := $(APPS:%=bin/%)
+
+SHELL := /bin/bash
+.SECONDEXPANSION:
+.PHONY: all test asan bench deps clean check-deps
+all: $(if $(filter release,$(VARIANT)),lib/libleibniz.a) $(APP_BINS)
+
+lib/libleibniz.a: $(LIB)
+	cp $< $@
+
+$(B)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(LIB): $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+bin/%: $(LIB) $$(patsubst %.c,$(B)/%.o,$$(wildcard apps/%/*.c))
+	@mkdir -p bin
+	$(CC) $(CFLAGS) -o $@ $(filter %.o,$^) $(LIB) $(LDLIBS)
+
+$(B)/tests/%: tests/%.c tests/testutil.h $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests -o $@ $< $(LIB) $(LDLIBS) $(TEST_LIBS)
+
+$(B)/bench/%: bench/%.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(LDLIBS)
+
+# Runs every test binary; a failing one fails the target after all have run.
+test: check-deps $(TESTS) all
+	@fail=0; for t in $(TESTS); do echo "== $$t"; $$t || fail=1; done; \
+	if [ $$fail = 0 ]; then echo "ALL TESTS PASSED ($(VARIANT))"; else echo "TESTS FAILED ($(VARIANT))"; exit 1; fi
+
+asan:
+	$(MAKE) VARIANT=asan test ASAN_OPTIONS=detect_leaks=1
+
+bench: check-deps $(BENCHES)
+	@for b in $(BENCHES); do $$b || exit 1; done
+
+# Installs the Debian packages whose headers are missing (needs root, or sudo).
+DEB_PKGS := libopenblas-dev libyaml-dev libhdf5-dev libpng-dev pkg-config libcmocka-dev
+deps:
+	@missing=""; \
+	for h in cblas.h:libopenblas-dev yaml.h:libyaml-dev hdf5.h:libhdf5-dev png.h:libpng-dev cmocka.h:libcmocka-dev; do \
+	  f=$${h%%:*}; p=$${h##*:}; \
+	  if ! printf "#include <stddef.h>\n#include <stdarg.h>\n#include <setjmp.h>\n#include <stdint.h>\n#include <$$f>\n" | $(CC) -E $(PKG_CFLAGS) -x c - >/dev/null 2>&1; then missing="$$missing $$p"; fi; \
+	done; \
+	command -v pkg-config >/dev/null || missing="$$missing pkg-config"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; SUDO=$$( [ $$(id -u) = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	else echo "all dependencies present"; fi
+
+check-deps:
+	@pkg-config --exists openblas yaml-0.1 libpng $(HDF5_PC) cmocka || { echo "missing libraries: run 'make deps' (as root)"; exit 2; }
+
+clean:
+	rm -rf build bin lib/libleibniz.a
+
+-include $(LIB_OBJ:.o=.d)

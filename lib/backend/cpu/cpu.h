@@ -1,0 +1,62 @@
+/* CPU backend internals: the fused elementwise program, the elementwise kernel table, and
+ * helpers shared by kernels (threading, strided walks). */
+#ifndef LZ_CPU_H
+#define LZ_CPU_H
+
+#include "../../core/internal.h"
+
+#define LZ_TILE 1024
+
+/* Registers hold float (rep F) for floating dtypes, int64 (rep I) for the others. */
+enum { REP_F, REP_I };
+static inline int rep_of(lz_dtype t) { return lz_dtype_is_float(t) ? REP_F : REP_I; }
+
+/* An elementwise kernel over n elements. Inputs are in the rep of the kernel's variant,
+ * out in the rep of the node's dtype (comparisons: F in, I out). out may alias an input
+ * exactly (same index), never partially. */
+typedef void (*ew_fn)(int64_t n, void *out, const void *a, const void *b, const void *c,
+                      const lz_params *p);
+typedef struct { ew_fn f; ew_fn i; } ew_kernels;
+/* Indexed by primitive; filled in ew_ops.c. */
+extern const ew_kernels cpu_ew[LZ_NPRIMS];
+
+/* A fused group ready to run over an index space. The reduction engine passes a permuted
+ * index space (reduced axes last) through `perm`. */
+typedef struct {
+    const lz_fused *g;
+    int ndim;
+    int64_t shape[LZ_MAX_DIMS];
+    struct {
+        const char *base;        /* element 0 of the leaf */
+        lz_dtype dtype;
+        int64_t strides[LZ_MAX_DIMS];
+        bool contiguous;         /* flat index i is element i */
+    } leaf[LZ_FUSE_MAX];
+    int nregs;
+} cpu_program;
+
+/* perm: perm[d] is the axis of g->out that becomes axis d of the index space (NULL: same). */
+void cpu_program_init(cpu_program *p, const lz_fused *g, const int *perm);
+/* Bytes of scratch one thread needs to run p. */
+size_t cpu_program_scratch(const cpu_program *p);
+/* Evaluates the group's value at flat indices [start, start+n) (n <= LZ_TILE) of the index
+ * space. Returns float* (rep F of g->out's dtype) or int64_t* (rep I), pointing into scratch
+ * or straight at leaf memory: read-only. If `dst` is non-NULL and the value's rep matches
+ * the output dtype's storage exactly (f32, i64), the last instruction writes to dst. */
+const void *cpu_program_run(const cpu_program *p, int64_t start, int64_t n, void *scratch,
+                            void *dst);
+
+/* Loads n elements of a strided array starting at flat row-major index `start` into dst as
+ * rep (float or int64). */
+void cpu_load(const char *base, lz_dtype t, int ndim, const int64_t *shape,
+              const int64_t *strides, int64_t start, int64_t n, int rep, void *dst);
+/* Stores n values of rep into contiguous memory of dtype t. */
+void cpu_store(void *dst, lz_dtype t, int rep, const void *src, int64_t n);
+
+/* Reduction of a fused group (reduce.c). */
+int cpu_reduce(const lz_fused *g);
+
+/* Threads for our loops (OpenMP); OpenBLAS gets the same count. */
+int cpu_threads(void);
+
+#endif

@@ -1,0 +1,4 @@
+/* (placeholder until this kernel family lands) */
+#include "cpu.h"
+
+void cpu_register_index(void) {}

@@ -1,0 +1,133 @@
+/* leibniz core: lazy arrays in unified memory.
+ *
+ * An lz_array is a refcounted handle. It is either evaluated (it owns a view on a buffer)
+ * or pending (a node: a primitive, its inputs and parameters). Ops only build nodes; data
+ * is computed by lz_eval, or implicitly by anything that reads it (lz_item, lz_to_*).
+ *
+ * Ownership: every function returning lz_array* returns a NEW reference. The caller
+ * releases it with lz_release(), or, while an lz_pool is open on the calling thread, the
+ * pool releases it at lz_pool_pop() (so code inside a pool never calls lz_release on op
+ * results). Inputs are always borrowed. Functions that fail return NULL (or a negative
+ * status) and set a thread-local message read with lz_error(); passing NULL as an input
+ * returns NULL and keeps the first message, so chains fail once, cleanly. */
+#ifndef LZ_CORE_H
+#define LZ_CORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define LZ_MAX_DIMS 8
+
+typedef enum {
+    LZ_BOOL, LZ_U8, LZ_I32, LZ_I64, LZ_F16, LZ_BF16, LZ_F32,
+    LZ_NDTYPES
+} lz_dtype;
+
+typedef struct lz_array lz_array;
+
+/* ---- dtypes ---- */
+size_t      lz_dtype_size(lz_dtype t);
+const char *lz_dtype_name(lz_dtype t);
+int         lz_dtype_is_float(lz_dtype t);   /* f16, bf16, f32 */
+
+/* ---- errors (thread-local) ---- */
+const char *lz_error(void);          /* last message, "" when none */
+void        lz_error_clear(void);
+/* Sets the message (printf-style) and returns NULL, so constructors can `return lz_fail(...)`. */
+void       *lz_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* ---- handles ---- */
+lz_array *lz_retain(lz_array *a);    /* returns a; NULL-safe */
+void      lz_release(lz_array *a);   /* NULL-safe */
+
+/* Autorelease pools (per thread, nestable): while one is open, every array a function
+ * returns is also registered in it, and lz_pool_pop releases those references. Keep an
+ * array past the pool with lz_retain (then it is yours to release). */
+void lz_pool_push(void);
+void lz_pool_pop(void);
+
+/* ---- inspection (never evaluates) ---- */
+lz_dtype       lz_dtype_of(const lz_array *a);
+int            lz_ndim(const lz_array *a);
+const int64_t *lz_shape(const lz_array *a);
+int64_t        lz_dim(const lz_array *a, int axis);   /* negative axis counts from the end */
+int64_t        lz_size(const lz_array *a);            /* number of elements */
+const int64_t *lz_strides(const lz_array *a);         /* in elements; 0 = broadcast */
+int            lz_is_evaluated(const lz_array *a);
+int            lz_is_contiguous(const lz_array *a);   /* row-major, offset irrelevant */
+/* "f32[2,3]" into buf; returns buf. */
+char          *lz_shape_str(const lz_array *a, char *buf, size_t n);
+
+/* ---- creation ---- */
+/* Copies n = prod(shape) elements of dtype t from data. */
+lz_array *lz_from_data(const void *data, int ndim, const int64_t *shape, lz_dtype t);
+/* Adopts data without copying: free_fn(data, ctx) is called when the last view dies.
+ * data must stay valid until then and be aligned to the dtype size. */
+lz_array *lz_from_buffer(void *data, int ndim, const int64_t *shape, lz_dtype t,
+                         void (*free_fn)(void *data, void *ctx), void *ctx);
+/* An uninitialised evaluated array from the allocator, for producers (loaders) that fill it
+ * through lz_data_mut before anyone reads it. */
+lz_array *lz_empty(int ndim, const int64_t *shape, lz_dtype t);
+lz_array *lz_scalar(double v, lz_dtype t);                        /* 0-d */
+/* zeros, ones, full, arange, linspace, eye: lib/ops/ops.h (they build lazy nodes) */
+
+/* ---- evaluation ---- */
+/* Evaluates the union of the graphs of n arrays (NULL entries are an error). Returns 0, or
+ * -1 with lz_error() set (e.g. over the memory limit); on failure no array is left
+ * half-written: those not computed stay pending. */
+int lz_eval(int n, lz_array *const *arrays);
+int lz_eval1(lz_array *a);
+#define LZ_EVAL(...) lz_eval((int)(sizeof((lz_array *[]){__VA_ARGS__}) / sizeof(lz_array *)), \
+                             (lz_array *[]){__VA_ARGS__})
+
+/* ---- reading (evaluates first) ---- */
+/* The first element as double (NaN with lz_error set on failure). */
+double lz_item(lz_array *a);
+/* Copies all elements, row-major, converted to float / int64, into out (n >= lz_size). */
+int lz_to_float(lz_array *a, float *out, int64_t n);
+int lz_to_int(lz_array *a, int64_t *out, int64_t n);
+/* Pointer to the first element of an evaluated, contiguous array (evaluates; makes the array
+ * contiguous in place when needed). Valid while a is alive. */
+const void *lz_data(lz_array *a);
+/* Mutable pointer: only for arrays made by lz_empty/lz_from_data not yet shared. */
+void *lz_data_mut(lz_array *a);
+
+/* ---- memory (the one allocator) ---- */
+typedef struct {
+    size_t active;     /* bytes in live buffers */
+    size_t peak;       /* max of active since the last reset */
+    size_t cached;     /* bytes held in the free cache */
+    size_t limit;      /* 0 = none */
+    size_t cache_limit;
+} lz_memory_info;
+lz_memory_info lz_memory(void);
+void lz_memory_set_limit(size_t bytes);        /* allocations past it fail with an error */
+void lz_memory_set_cache_limit(size_t bytes);  /* default: 1/8 of physical RAM */
+void lz_memory_reset_peak(void);
+void lz_memory_clear_cache(void);
+
+/* ---- counters ---- */
+typedef struct {
+    uint64_t kernels;        /* kernel launches (a fused group counts once) */
+    uint64_t fused_ops;      /* elementwise ops executed inside fused groups */
+    uint64_t buffers;        /* buffers handed out by the allocator */
+    uint64_t bytes_alloc;    /* bytes handed out */
+    uint64_t bytes_moved;    /* bytes read + written by kernels (estimate) */
+    uint64_t flops;          /* counted by matmul, conv, attention */
+    uint64_t nodes_evaluated;
+} lz_stats_t;
+lz_stats_t lz_stats(void);
+void       lz_stats_reset(void);
+
+/* ---- threads: one knob for our kernels and OpenBLAS (default: number of cores) ---- */
+void lz_set_threads(int n);
+int  lz_threads(void);
+
+/* ---- graph growth guard ----
+ * A pending graph deeper than `depth` nodes is usually a value accumulated across steps and
+ * never evaluated. mode LZ_GRAPH_ERROR makes the op that passes the bound fail, naming it;
+ * LZ_GRAPH_EVAL evaluates the input instead. Default: 1,000,000, LZ_GRAPH_ERROR. */
+enum { LZ_GRAPH_ERROR, LZ_GRAPH_EVAL };
+void lz_set_graph_limit(int64_t depth, int mode);
+
+#endif

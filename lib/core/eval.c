@@ -1,0 +1,263 @@
+/* lz_eval: the scheduler. It never computes anything itself: it orders the pending graph,
+ * groups elementwise trees for fusion, hands each group or node to the backend, and frees
+ * as it goes.
+ *
+ *   1. collect   depth-first walk (explicit stack) from the targets over pending nodes,
+ *                producing a topological order (inputs before consumers);
+ *   2. count     for each node, how many edges of this graph use it and whether a single
+ *                node consumes it; an array with more references than uses is held from
+ *                outside (a target, a user handle) and must keep its buffer;
+ *   3. group     walking consumers before producers, an elementwise node joins its
+ *                consumer's group when that consumer is elementwise of the same shape, or a
+ *                reduction of it, and nobody else needs its value: it will never own memory;
+ *   4. run       each group root in order: allocate the output (taking over a dying input's
+ *                buffer when sizes match: donation), run the group or kernel, then detach the
+ *                node from its inputs. Detaching drops references, so an intermediate's buffer
+ *                goes back to the allocator the moment its last consumer has run. */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include "internal.h"
+
+lz_prim_info lz_prims[LZ_NPRIMS] = {
+#define LZ_X(e, nm, k, f) [LZ_P_##e] = {.name = nm, .kind = LZ_KIND_##k, .flags = f},
+#define D LZ_FLAG_DIFF
+    LZ_PRIM_LIST(LZ_X)
+#undef D
+#undef LZ_X
+};
+
+static pthread_once_t registered = PTHREAD_ONCE_INIT;
+static pthread_mutex_t eval_lock = PTHREAD_MUTEX_INITIALIZER;
+static int64_t epoch;
+
+typedef struct { lz_array **v; size_t n, cap; } list;
+
+static int push(list *l, lz_array *a) {
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? 2 * l->cap : 64;
+        lz_array **v = realloc(l->v, cap * sizeof *v);
+        if (!v) { lz_fail("out of memory while scheduling"); return -1; }
+        l->v = v;
+        l->cap = cap;
+    }
+    l->v[l->n++] = a;
+    return 0;
+}
+
+/* 1. Topological order of the pending nodes reachable from the targets. A node is pushed
+ * to `order` after all its pending inputs; `stack` holds (node, next input) pairs. */
+static int collect(int n, lz_array *const *targets, list *order) {
+    struct frame { lz_array *a; int next; } *stack = NULL;
+    size_t sn = 0, scap = 0;
+    int rc = 0;
+    for (int t = 0; t < n && !rc; t++) {
+        if (!lz_is_pending(targets[t]) || targets[t]->mark == epoch) continue;
+        targets[t]->mark = epoch;
+        if (sn == scap) {
+            scap = scap ? 2 * scap : 64;
+            struct frame *s = realloc(stack, scap * sizeof *s);
+            if (!s) { rc = -1; break; }
+            stack = s;
+        }
+        stack[sn++] = (struct frame){targets[t], 0};
+        while (sn && !rc) {
+            struct frame *f = &stack[sn - 1];
+            if (f->next == f->a->ninputs) {
+                rc = push(order, f->a);
+                sn--;
+                continue;
+            }
+            lz_array *in = f->a->inputs[f->next++];
+            if (!lz_is_pending(in) || in->mark == epoch) continue;
+            in->mark = epoch;
+            if (sn == scap) {
+                scap *= 2;
+                struct frame *s = realloc(stack, scap * sizeof *s);
+                if (!s) { rc = -1; break; }
+                stack = s;
+            }
+            stack[sn++] = (struct frame){in, 0};
+        }
+    }
+    free(stack);
+    if (rc) lz_fail("out of memory while scheduling");
+    return rc;
+}
+
+/* 2. Uses and single consumers. */
+static void count(const list *order) {
+    for (size_t k = 0; k < order->n; k++) {
+        lz_array *a = order->v[k];
+        a->uses = 0;
+        a->consumer = NULL;
+        a->group = a;
+        a->group_size = 1 + a->ninputs;
+    }
+    for (size_t k = 0; k < order->n; k++) {
+        lz_array *a = order->v[k];
+        for (int i = 0; i < a->ninputs; i++) {
+            lz_array *in = a->inputs[i];
+            if (!lz_is_pending(in)) continue;
+            in->consumer = (in->uses == 0 || in->consumer == a) ? a : NULL;
+            in->uses++;
+        }
+    }
+}
+
+static bool same_shape(const lz_array *a, const lz_array *b) {
+    return a->ndim == b->ndim && !memcmp(a->shape, b->shape, (size_t)a->ndim * sizeof *a->shape);
+}
+
+/* 3. Fusion groups, consumers first. */
+static void group(const list *order) {
+    for (size_t k = order->n; k-- > 0;) {
+        lz_array *a = order->v[k], *c = a->consumer;
+        if (lz_prims[a->prim].kind != LZ_KIND_EW || !c) continue;
+        if (atomic_load(&a->refs) != a->uses) continue;    /* someone outside holds it */
+        int ck = lz_prims[c->prim].kind;
+        bool ok = (ck == LZ_KIND_EW && same_shape(a, c)) ||
+                  (ck == LZ_KIND_REDUCE && c->inputs[0] == a);
+        lz_array *root = c->group;
+        if (!ok || root->group_size + a->ninputs + 1 > LZ_FUSE_MAX) continue;
+        a->group = root;
+        root->group_size += a->ninputs + 1;
+    }
+}
+
+/* Builds the program of a group: post-order from the elementwise root. Leaves get negative
+ * provisional ids (-1 - leaf index), instructions their index; fixed up at the end. */
+static int emit(lz_fused *g, lz_array *a, lz_array *root) {
+    if (a->group != root || !lz_is_pending(a) || lz_prims[a->prim].kind != LZ_KIND_EW) {
+        for (int j = 0; j < g->nleaves; j++)
+            if (g->leaves[j] == a) return -1 - j;
+        g->leaves[g->nleaves] = a;
+        return -1 - g->nleaves++;
+    }
+    int src[3] = {0, 0, 0};
+    for (int i = 0; i < a->ninputs; i++) src[i] = emit(g, a->inputs[i], root);
+    int k = g->ninstr++;
+    g->instr[k].node = a;
+    memcpy(g->instr[k].src, src, sizeof src);
+    return k;
+}
+
+static void build(lz_fused *g, lz_array *root) {
+    memset(g, 0, sizeof *g);
+    bool reduce = lz_prims[root->prim].kind == LZ_KIND_REDUCE;
+    g->reduce = reduce ? root : NULL;
+    lz_array *top = reduce ? root->inputs[0] : root;
+    if (reduce && top->group != root) {     /* a reduction of a materialised array */
+        g->leaves[g->nleaves++] = top;
+    } else {
+        emit(g, top, root);
+    }
+    g->out = top;
+    for (int k = 0; k < g->ninstr; k++)
+        for (int i = 0; i < 3; i++) {
+            int s = g->instr[k].src[i];
+            g->instr[k].src[i] = s < 0 ? -1 - s : g->nleaves + s;
+        }
+}
+
+static size_t nbytes_of(const lz_array *a) {
+    size_t n = (size_t)lz_size(a) * lz_dtype_size(a->dtype);
+    return n ? n : 1;
+}
+
+/* Donation: an elementwise group may write into a leaf's buffer if that leaf dies here (only
+ * this group references it), nobody else shares the buffer, and its layout is exactly the
+ * output's (so tile i of the output only overwrites tile i of the input after reading it). */
+static lz_buffer *donor(const lz_fused *g, const lz_array *out) {
+    size_t need = nbytes_of(out);
+    for (int j = 0; j < g->nleaves; j++) {
+        lz_array *l = g->leaves[j];
+        int edges = 0;
+        for (int k = 0; k < g->ninstr; k++)
+            for (int i = 0; i < g->instr[k].node->ninputs; i++)
+                edges += g->instr[k].node->inputs[i] == l;
+        if (atomic_load(&l->refs) != edges || atomic_load(&l->buf->refs) != 1) continue;
+        if (l->offset || !lz_is_contiguous(l) || !same_shape(l, out)) continue;
+        if (lz_dtype_size(l->dtype) != lz_dtype_size(out->dtype) || l->buf->nbytes < need)
+            continue;
+        lz_buffer_retain(l->buf);
+        return l->buf;
+    }
+    return NULL;
+}
+
+static void detach(lz_array *a) {
+    for (int i = 0; i < a->ninputs; i++) lz_release(a->inputs[i]);
+    free(a->inputs);
+    a->inputs = NULL;
+    a->ninputs = 0;
+    a->prim = LZ_P_NONE;
+    a->depth = 0;
+}
+
+/* 4. Runs one group root or kernel node. */
+static int run(lz_array *a) {
+    const lz_prim_info *p = &lz_prims[a->prim];
+    if (p->kind == LZ_KIND_VIEW) {
+        a->buf = a->inputs[0]->buf;
+        lz_buffer_retain(a->buf);
+        return 0;
+    }
+    if (p->kind == LZ_KIND_EW || p->kind == LZ_KIND_REDUCE) {
+        lz_fused g;
+        build(&g, a);
+        a->buf = p->kind == LZ_KIND_EW ? donor(&g, a) : NULL;
+        if (!a->buf && !(a->buf = lz_buffer_alloc(nbytes_of(a)))) return -1;
+        lz_stats_add_nodes((uint64_t)g.ninstr + (g.reduce != NULL));
+        return lz_cpu_backend.run_fused(&g);
+    }
+    if (!p->cpu) {
+        lz_fail("%s: no CPU kernel", p->name);
+        return -1;
+    }
+    if (!(a->buf = lz_buffer_alloc(nbytes_of(a)))) return -1;
+    lz_stats_add_nodes(1);
+    return p->cpu(a, a->inputs, &a->params);
+}
+
+int lz_eval(int n, lz_array *const *arrays) {
+    for (int i = 0; i < n; i++)
+        if (!arrays[i]) {
+            if (!lz_error()[0]) lz_fail("lz_eval: array %d is NULL", i);
+            return -1;
+        }
+    pthread_once(&registered, lz_cpu_register);
+    pthread_mutex_lock(&eval_lock);
+    epoch++;
+    list order = {0};
+    int rc = collect(n, arrays, &order);
+    if (!rc) {
+        count(&order);
+        group(&order);
+        for (size_t k = 0; k < order.n && !rc; k++) {
+            lz_array *a = order.v[k];
+            if (a->group != a) continue;          /* computed inside its group */
+            rc = run(a);
+            if (rc) {
+                lz_buffer_release(a->buf);
+                a->buf = NULL;
+            } else {
+                detach(a);
+            }
+        }
+    }
+    free(order.v);
+    pthread_mutex_unlock(&eval_lock);
+    return rc;
+}
+
+int lz_eval1(lz_array *a) { return lz_eval(1, &a); }
+
+/* ---- threads ---- */
+static int nthreads;
+void lz_set_threads(int n) {
+    pthread_once(&registered, lz_cpu_register);
+    nthreads = n;
+    lz_cpu_backend.set_threads(n);
+}
+int lz_threads(void) { return nthreads; }

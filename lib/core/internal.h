@@ -1,0 +1,140 @@
+/* Internals shared by lib/core, lib/ops, lib/backend and lib/autograd: the array and node
+ * layout, buffers, the primitive table and the backend interface. Not for users. */
+#ifndef LZ_INTERNAL_H
+#define LZ_INTERNAL_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include "core.h"
+#include "prims.h"
+#include "half.h"
+
+/* ---- buffers: refcounted blocks from the allocator (or adopted from the user) ---- */
+typedef struct lz_buffer {
+    void *data;
+    size_t nbytes;       /* usable bytes */
+    size_t bucket;       /* allocator bucket size, 0 when adopted */
+    atomic_int refs;
+    void (*free_fn)(void *data, void *ctx);   /* adopted buffers only */
+    void *free_ctx;
+} lz_buffer;
+
+lz_buffer *lz_buffer_alloc(size_t nbytes);           /* NULL + error when over the limit */
+lz_buffer *lz_buffer_adopt(void *data, size_t nbytes, void (*free_fn)(void *, void *), void *ctx);
+void       lz_buffer_retain(lz_buffer *b);
+void       lz_buffer_release(lz_buffer *b);
+
+/* ---- parameters of a node: each constructor documents which slots it uses ---- */
+typedef struct {
+    int64_t i[24];
+    double f[4];
+} lz_params;
+
+/* ---- the array: a handle that is also the graph node ----
+ * Layout (shape, strides, offset) is fixed at construction, pending or not: a kernel's output
+ * is contiguous from offset 0, a view's layout is derived from its input's. */
+struct lz_array {
+    atomic_int refs;
+    lz_dtype dtype;
+    int ndim;
+    int64_t shape[LZ_MAX_DIMS];
+    int64_t strides[LZ_MAX_DIMS];   /* elements; 0 for broadcast, negative for flips */
+    int64_t offset;                 /* elements from buf->data */
+    lz_buffer *buf;                 /* set once evaluated */
+
+    /* pending node (prim == LZ_P_NONE once evaluated) */
+    lz_prim_id prim;
+    int ninputs;
+    lz_array **inputs;              /* owned references */
+    lz_params params;
+    int64_t depth;                  /* longest pending path below this node */
+
+    /* scratch owned by lz_eval while it runs */
+    int64_t mark;
+    int uses;                       /* edges from pending nodes of this eval */
+    lz_array *consumer;             /* the single consumer, or NULL if several */
+    lz_array *group;                /* root of the fused group it belongs to (itself if root) */
+    int group_size;                 /* on a root: nodes + leaves so far (bounded by LZ_FUSE_MAX) */
+};
+
+/* Element address of a flat row-major index is not needed by kernels: they walk strides. */
+static inline void *lz_elem_ptr(const lz_array *a) {
+    return (char *)a->buf->data + a->offset * (int64_t)lz_dtype_size(a->dtype);
+}
+static inline bool lz_is_pending(const lz_array *a) { return a->prim != LZ_P_NONE; }
+
+/* ---- construction helpers for lib/ops ---- */
+/* A pending node with a contiguous layout of `shape`. Takes new references to inputs.
+ * Returns NULL (error set) if any input is NULL or the graph guard trips. */
+lz_array *lz_node(lz_prim_id p, lz_dtype t, int ndim, const int64_t *shape,
+                  int ninputs, lz_array *const *inputs, const lz_params *params);
+/* A view of `in` with the given layout (relative to in's buffer): evaluated at once when
+ * `in` is evaluated, else a pending LZ_P_VIEW node. */
+lz_array *lz_view_of(lz_array *in, int ndim, const int64_t *shape, const int64_t *strides,
+                     int64_t offset);
+/* Registers a freshly returned handle in the open pool (if any); returns a. Every public
+ * function that returns a new array ends with it. */
+lz_array *lz_autorelease(lz_array *a);
+void lz_contiguous_strides(int ndim, const int64_t *shape, int64_t *strides);
+int64_t lz_shape_size(int ndim, const int64_t *shape);
+void lz_format_shape(int ndim, const int64_t *shape, char *buf, size_t n);
+/* Normalises a possibly negative axis; -1 with error naming op when out of range. */
+int lz_axis(const char *op, int axis, int ndim);
+
+/* ---- the primitive table ---- */
+enum { LZ_KIND_EW, LZ_KIND_REDUCE, LZ_KIND_VIEW, LZ_KIND_KERNEL };
+enum { LZ_FLAG_DIFF = 1 };
+
+/* A kernel computes out (already given a contiguous buffer) from evaluated inputs. */
+typedef int (*lz_kernel_fn)(lz_array *out, lz_array *const *in, const lz_params *p);
+/* A vjp rule: given the node, its output cotangent, fill the cotangents of its inputs
+ * (NULL where an input gets none). Written with public lazy ops. Returns 0 or -1. */
+typedef int (*lz_vjp_fn)(lz_array *node, lz_array *cotangent, lz_array **input_cotangents);
+
+typedef struct {
+    const char *name;
+    int kind;
+    int flags;
+    lz_kernel_fn cpu;      /* filled by lib/backend/cpu (KERNEL kinds) */
+    lz_vjp_fn vjp;         /* filled by lib/autograd */
+} lz_prim_info;
+
+extern lz_prim_info lz_prims[LZ_NPRIMS];
+
+/* ---- fused groups: what the scheduler hands to the elementwise engine ----
+ * A group is a tree of elementwise nodes of one shape, evaluated as a small program over
+ * tiles: leaves are loaded (with their strides, broadcasting included), instructions run in
+ * order on tile registers, the last instruction is the group's value. If `reduce` is set,
+ * the value is not stored but reduced by that node (a REDUCE primitive). */
+#define LZ_FUSE_MAX 64
+typedef struct {
+    int nleaves;
+    lz_array *leaves[LZ_FUSE_MAX];
+    int ninstr;
+    struct {
+        lz_array *node;     /* prim, dtype and params come from here */
+        int src[3];         /* register ids: 0..nleaves-1 = leaves, nleaves+k = instr k */
+    } instr[LZ_FUSE_MAX];
+    lz_array *out;          /* the elementwise root (its shape is the group's index space) */
+    lz_array *reduce;       /* optional closing reduction node (its input is `out`) */
+} lz_fused;
+
+/* ---- backend interface (lib/backend/<device> implements it) ---- */
+typedef struct {
+    const char *name;
+    /* runs a fused group (or a single elementwise node as a group of one) */
+    int (*run_fused)(const lz_fused *g);
+    void (*set_threads)(int n);
+} lz_backend;
+
+extern const lz_backend lz_cpu_backend;
+/* Called once before the first eval: fills lz_prims[].cpu. */
+void lz_cpu_register(void);
+
+/* ---- counters (atomic adds; lib/core/stats.c) ---- */
+void lz_stats_add(uint64_t kernels, uint64_t bytes_moved, uint64_t flops);
+void lz_stats_add_fused(uint64_t ops);
+void lz_stats_add_alloc(uint64_t bytes);
+void lz_stats_add_nodes(uint64_t n);
+
+#endif

@@ -1,0 +1,138 @@
+/* Shared test helpers: random arrays with a float64 copy of their logical values (so
+ * references are computed independently, in double), non-contiguous layouts, and
+ * comparisons that print the first mismatch. */
+#ifndef LZ_TESTUTIL_H
+#define LZ_TESTUTIL_H
+
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+#include "leibniz.h"
+
+/* xorshift64*: deterministic test data */
+static inline double t_uniform(uint64_t *s, double lo, double hi) {
+    *s ^= *s >> 12; *s ^= *s << 25; *s ^= *s >> 27;
+    uint64_t r = *s * 2685821657736338717ull;
+    return lo + (hi - lo) * (double)(r >> 11) * (1.0 / 9007199254740992.0);
+}
+
+/* A test array: `a` (owned by the caller) and `v`, its logical values in row-major order,
+ * already rounded to a's dtype, as doubles (free with t_free). */
+typedef struct { lz_array *a; double *v; int64_t n; } tarr;
+
+enum { T_CONTIG, T_STRIDED, T_TRANSPOSED };
+
+/* Random values in [lo, hi) (rounded for integer dtypes) with the given layout:
+ * T_STRIDED takes every other element of a larger array along each axis,
+ * T_TRANSPOSED builds the data with reversed axes and transposes it back (a view). */
+static inline tarr t_rand(int ndim, const int64_t *shape, lz_dtype t, double lo, double hi,
+                          uint64_t *seed, int layout) {
+    tarr r;
+    r.n = 1;
+    for (int d = 0; d < ndim; d++) r.n *= shape[d];
+    r.v = malloc((size_t)(r.n ? r.n : 1) * sizeof(double));
+    for (int64_t i = 0; i < r.n; i++) {
+        double x = t_uniform(seed, lo, hi);
+        if (!lz_dtype_is_float(t)) x = floor(x);
+        if (t == LZ_BOOL) x = x != 0;
+        r.v[i] = x;
+    }
+    if (layout == T_CONTIG || ndim == 0) {
+        float *f = malloc((size_t)(r.n ? r.n : 1) * sizeof(float));
+        for (int64_t i = 0; i < r.n; i++) f[i] = (float)r.v[i];
+        lz_array *x = lz_from_data(f, ndim, shape, LZ_F32);
+        r.a = lz_astype(x, t);
+        lz_eval1(r.a);
+        lz_release(x);
+        free(f);
+    } else if (layout == T_STRIDED) {
+        int64_t big[LZ_MAX_DIMS], n = 1;
+        for (int d = 0; d < ndim; d++) { big[d] = 2 * shape[d] + 1; n *= big[d]; }
+        float *f = calloc((size_t)n, sizeof(float));
+        int64_t idx[LZ_MAX_DIMS] = {0};
+        for (int64_t i = 0; i < r.n; i++) {
+            int64_t off = 0;
+            for (int d = 0; d < ndim; d++) off = off * big[d] + 1 + 2 * idx[d];
+            f[off] = (float)r.v[i];
+            for (int d = ndim - 1; d >= 0; d--) { if (++idx[d] < shape[d]) break; idx[d] = 0; }
+        }
+        lz_array *x = lz_from_data(f, ndim, big, LZ_F32);
+        lz_array *y = lz_astype(x, t);
+        lz_eval1(y);
+        int64_t st[LZ_MAX_DIMS], sp[LZ_MAX_DIMS], stp[LZ_MAX_DIMS];
+        for (int d = 0; d < ndim; d++) { st[d] = 1; sp[d] = big[d]; stp[d] = 2; }
+        r.a = lz_slice(y, st, sp, stp);
+        lz_release(x);
+        lz_release(y);
+        free(f);
+    } else {
+        int64_t rev[LZ_MAX_DIMS];
+        for (int d = 0; d < ndim; d++) rev[d] = shape[ndim - 1 - d];
+        float *f = malloc((size_t)(r.n ? r.n : 1) * sizeof(float));
+        int64_t idx[LZ_MAX_DIMS] = {0};
+        for (int64_t i = 0; i < r.n; i++) {
+            int64_t off = 0;
+            for (int d = ndim - 1; d >= 0; d--) off = off * shape[d] + idx[d];
+            f[off] = (float)r.v[i];
+            for (int d = ndim - 1; d >= 0; d--) { if (++idx[d] < shape[d]) break; idx[d] = 0; }
+        }
+        lz_array *x = lz_from_data(f, ndim, rev, LZ_F32);
+        lz_array *y = lz_astype(x, t);
+        lz_eval1(y);
+        r.a = lz_transpose(y);
+        lz_release(x);
+        lz_release(y);
+        free(f);
+    }
+    /* round the reference to what the dtype stores */
+    if (t == LZ_F32) for (int64_t i = 0; i < r.n; i++) r.v[i] = (float)r.v[i];
+    if (t == LZ_F16 || t == LZ_BF16) {
+        lz_array *c = lz_astype(r.a, LZ_F32);
+        float *f = malloc((size_t)(r.n ? r.n : 1) * sizeof(float));
+        lz_to_float(c, f, r.n);
+        for (int64_t i = 0; i < r.n; i++) r.v[i] = f[i];
+        free(f);
+        lz_release(c);
+    }
+    return r;
+}
+
+static inline void t_free(tarr *t) { lz_release(t->a); free(t->v); t->a = NULL; t->v = NULL; }
+
+/* Fails the test when a's values differ from ref beyond atol + rtol*|ref| (NaNs must match,
+ * infinities must be equal). Shape must have n elements. */
+static inline void t_assert_close_(lz_array *a, const double *ref, int64_t n, double rtol,
+                                   double atol, const char *file, int line) {
+    if (!a) { fail_msg("%s:%d: array is NULL: %s", file, line, lz_error()); return; }
+    if (lz_size(a) != n) fail_msg("%s:%d: size %lld, expected %lld", file, line, (long long)lz_size(a), (long long)n);
+    float *f = malloc((size_t)(n ? n : 1) * sizeof(float));
+    if (lz_to_float(a, f, n)) fail_msg("%s:%d: read failed: %s", file, line, lz_error());
+    for (int64_t i = 0; i < n; i++) {
+        double x = f[i], y = ref[i];
+        int ok = (isnan(x) && isnan(y)) || (isinf(y) && x == y) ||
+                 (!isnan(x) && fabs(x - y) <= atol + rtol * fabs(y));
+        if (!ok) {
+            free(f);
+            fail_msg("%s:%d: element %lld: got %.9g, expected %.9g", file, line, (long long)i, x, y);
+        }
+    }
+    free(f);
+}
+#define t_assert_close(a, ref, n, rtol, atol) t_assert_close_(a, ref, n, rtol, atol, __FILE__, __LINE__)
+
+/* Asserts that expr returned NULL (or negative) and the error message contains `needle`. */
+#define t_assert_error(expr, needle) do {                                              \
+        lz_error_clear();                                                              \
+        void *p_ = (void *)(expr);                                                     \
+        assert_null(p_);                                                               \
+        if (!strstr(lz_error(), needle))                                               \
+            fail_msg("error message \"%s\" lacks \"%s\"", lz_error(), needle);          \
+    } while (0)
+
+#endif
