@@ -13,7 +13,7 @@ TEST_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
 
 # Builds go to build/<variant>: the default, and asan (AddressSanitizer + UBSan).
 VARIANT ?= release
-B := build/$(VARIANT)
+B ?= build/$(VARIANT)
 ifeq ($(VARIANT),asan)
   OPT := -O1 -march=native
   CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
