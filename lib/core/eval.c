@@ -17,6 +17,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "internal.h"
 
 lz_prim_info lz_prims[LZ_NPRIMS] = {
@@ -255,9 +256,13 @@ int lz_eval1(lz_array *a) { return lz_eval(1, &a); }
 
 /* ---- threads ---- */
 static int nthreads;
+static int cores(void) {
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
 void lz_set_threads(int n) {
     pthread_once(&registered, lz_cpu_register);
-    nthreads = n;
-    lz_cpu_backend.set_threads(n);
+    nthreads = n > 0 ? n : cores();
+    lz_cpu_backend.set_threads(nthreads);
 }
-int lz_threads(void) { return nthreads; }
+int lz_threads(void) { return nthreads > 0 ? nthreads : cores(); }

@@ -5,6 +5,10 @@
 #include "ops.h"
 
 lz_array *lz_full(int ndim, const int64_t *shape, double v, lz_dtype t) {
+    if (ndim < 0 || ndim > LZ_MAX_DIMS)
+        return lz_fail("full: arrays have at most %d dimensions, got %d", LZ_MAX_DIMS, ndim);
+    for (int d = 0; d < ndim; d++)
+        if (shape[d] < 0) return lz_fail("full: negative dimension %lld", (long long)shape[d]);
     lz_pool_push();
     lz_array *s = lz_scalar(v, t);
     lz_array *b = lz_broadcast_to(s, ndim, shape);
