@@ -73,6 +73,27 @@ static void test_fusion_chain_one_kernel(void **state) {
     lz_release(x);
 }
 
+/* Evaluating inside a pool, where every intermediate is still referenced by the pool, fuses
+ * too; an intermediate read afterwards is recomputed from its inputs. */
+static void test_fusion_inside_pool(void **state) {
+    (void)state;
+    int64_t n = 50000;
+    lz_pool_push();
+    lz_array *x = lz_linspace(0, 1, n, LZ_F32);
+    lz_array *h = lz_mul_scalar(x, 2.0);
+    lz_array *y = lz_add_scalar(lz_exp(h), 1.0);
+    lz_stats_reset();
+    assert_int_equal(lz_eval1(y), 0);
+    assert_int_equal(lz_stats().kernels, 1);
+    assert_false(lz_is_evaluated(h));
+    assert_true(fabs(lz_item(h) - 0.0) < 1e-7);
+    float last;
+    lz_array *hl = lz_slice_axis(h, 0, -1, n, 1);
+    lz_to_float(hl, &last, 1);
+    assert_true(fabsf(last - 2.0f) < 1e-6f);
+    lz_pool_pop();
+}
+
 /* 1000 chained ops: peak memory is a few buffers, not 1000. */
 static void test_long_chain_bounded_memory(void **state) {
     (void)state;
@@ -228,6 +249,7 @@ int main(void) {
         cmocka_unit_test(test_from_data_and_read),
         cmocka_unit_test(test_lazy_until_eval),
         cmocka_unit_test(test_fusion_chain_one_kernel),
+        cmocka_unit_test(test_fusion_inside_pool),
         cmocka_unit_test(test_long_chain_bounded_memory),
         cmocka_unit_test(test_views_share_memory),
         cmocka_unit_test(test_broadcast_and_promotion),

@@ -63,7 +63,10 @@ void lz_pool_pop(void) {
     pool *p = top;
     if (!p) return;
     top = p->up;
-    for (size_t i = 0; i < p->n; i++) lz_release(p->items[i]);
+    for (size_t i = 0; i < p->n; i++) {
+        atomic_fetch_sub(&p->items[i]->pool_refs, 1);
+        lz_release(p->items[i]);
+    }
     free(p->items);
     free(p);
 }
@@ -78,6 +81,7 @@ lz_array *lz_autorelease(lz_array *a) {
         top->cap = cap;
     }
     top->items[top->n++] = a;
+    atomic_fetch_add(&a->pool_refs, 1);
     return a;
 }
 

@@ -5,8 +5,8 @@
  *   1. collect   depth-first walk (explicit stack) from the targets over pending nodes,
  *                producing a topological order (inputs before consumers);
  *   2. count     for each node, how many edges of this graph use it and whether a single
- *                node consumes it; an array with more references than uses is held from
- *                outside (a target, a user handle) and must keep its buffer;
+ *                node consumes it; an array with more references than uses (pools aside) is
+ *                held from outside (a target, a user handle) and must keep its value;
  *   3. group     walking consumers before producers, an elementwise node joins its
  *                consumer's group when that consumer is elementwise of the same shape, or a
  *                reduction of it, and nobody else needs its value: it will never own memory;
@@ -115,7 +115,10 @@ static void group(const list *order) {
     for (size_t k = order->n; k-- > 0;) {
         lz_array *a = order->v[k], *c = a->consumer;
         if (lz_prims[a->prim].kind != LZ_KIND_EW || !c) continue;
-        if (atomic_load(&a->refs) != a->uses) continue;    /* someone outside holds it */
+        /* Someone outside this graph holds it: keep its value. References held only by
+         * autorelease pools do not count: code that evaluates inside a pool still fuses, and
+         * a fused node stays pending, so reading it later recomputes it from its inputs. */
+        if (atomic_load(&a->refs) - atomic_load(&a->pool_refs) != a->uses) continue;
         int ck = lz_prims[c->prim].kind;
         bool ok = (ck == LZ_KIND_EW && same_shape(a, c)) ||
                   (ck == LZ_KIND_REDUCE && c->inputs[0] == a);

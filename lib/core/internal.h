@@ -35,6 +35,7 @@ typedef struct {
  * is contiguous from offset 0, a view's layout is derived from its input's. */
 struct lz_array {
     atomic_int refs;
+    atomic_int pool_refs;           /* how many of refs belong to autorelease pools */
     lz_dtype dtype;
     int ndim;
     int64_t shape[LZ_MAX_DIMS];
