@@ -32,7 +32,7 @@ APP_BINS  := $(APPS:%=bin/%)
 
 SHELL := /bin/bash
 .SECONDEXPANSION:
-.PHONY: all test asan bench deps clean check-deps
+.PHONY: all test asan bench deps clean check-deps mnist
 all: $(if $(filter release,$(VARIANT)),lib/libleibniz.a) $(APP_BINS)
 
 lib/libleibniz.a: $(LIB)
@@ -85,6 +85,11 @@ deps:
 
 check-deps:
 	@pkg-config --exists openblas yaml-0.1 libpng $(HDF5_PC) cmocka || { echo "missing libraries: run 'make deps' (as root)"; exit 2; }
+
+# The main job: prepare MNIST and train on it (the programs arrive with issue 6).
+mnist: all
+	@if [ -x bin/train ]; then ./bin/train configs/mnist.yaml; else \
+	  echo "make mnist: the train program is not built yet (it arrives with issue 6)"; exit 2; fi
 
 clean:
 	rm -rf build bin lib/libleibniz.a
