@@ -155,14 +155,22 @@ lz_array *lz_cumsum(lz_array *a, int axis, int reverse);
  * The same key and shape give the same numbers whatever the thread count or order of
  * evaluation. Keys are plain values; split them to get independent streams. */
 typedef struct { uint64_t hi, lo; } lz_key;
-lz_key    lz_key_new(uint64_t seed);
+lz_key    lz_key_new(uint64_t seed);                               /* {0, seed} */
+/* out[0..n-1]: children independent of the parent's stream and of each other; out[k]
+ * depends on (key, k) only. n <= 0 writes nothing. */
 void      lz_key_split(lz_key key, int n, lz_key *out);
 lz_key    lz_key_fold(lz_key key, uint64_t data);                  /* derive a key from data */
-lz_array *lz_random_bits(lz_key key, int ndim, const int64_t *shape);   /* uint32 in an int64 array? see random.c */
+/* Raw stream words: int64 holding uint32 values in [0, 2^32); element i is word i of the key's
+ * stream (layout in lib/ops/random.c). */
+lz_array *lz_random_bits(lz_key key, int ndim, const int64_t *shape);
+/* Float dtypes only. uniform: [lo, hi), hi never returned even after rounding to t.
+ * truncated_normal: N(0, 1) restricted to [lo, hi], bounds in standard deviations (may be
+ * infinite), like jax.random.truncated_normal. */
 lz_array *lz_random_uniform(lz_key key, int ndim, const int64_t *shape, double lo, double hi, lz_dtype t);
 lz_array *lz_random_normal(lz_key key, int ndim, const int64_t *shape, double mean, double std, lz_dtype t);
 lz_array *lz_random_truncated_normal(lz_key key, int ndim, const int64_t *shape, double lo, double hi, lz_dtype t);
 lz_array *lz_random_bernoulli(lz_key key, int ndim, const int64_t *shape, double p);     /* -> bool */
+/* Integers in [lo, hi) of dtype t (uint8, int32, int64); the range must fit t. */
 lz_array *lz_random_randint(lz_key key, int ndim, const int64_t *shape, int64_t lo, int64_t hi, lz_dtype t);
 lz_array *lz_random_permutation(lz_key key, int64_t n);           /* -> int64 */
 
