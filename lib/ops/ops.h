@@ -130,10 +130,14 @@ lz_array *lz_avg_pool1d(lz_array *x, int kernel, int stride, int padding);
  * Indices are integer arrays; negative indices count from the end; out of range is an error
  * at eval time. */
 lz_array *lz_take(lz_array *a, lz_array *indices, int axis);
+/* indices have a's ndim and broadcast against a on every axis but `axis`. */
 lz_array *lz_take_along_axis(lz_array *a, lz_array *indices, int axis);
-/* out = a with updates added at indices along axis (shape rule of take_along_axis:
- * indices and updates have a's shape except along axis). */
+/* out = a with updates added at indices along axis; repeated indices accumulate. Two forms:
+ * take's (updates shaped like take(a, indices, axis): the embedding gradient, a [V,D],
+ * indices [N], updates [N,D], axis 0) and take_along_axis's (indices and updates have a's
+ * shape except along axis; indices may broadcast). updates are cast to a's dtype. */
 lz_array *lz_scatter_add(lz_array *a, lz_array *indices, lz_array *updates, int axis);
+/* [..., depth] of t: 1 where indices == position; indices outside [0, depth) give zeros. */
 lz_array *lz_one_hot(lz_array *indices, int64_t depth, lz_dtype t);
 lz_array *lz_concatenate(int n, lz_array *const *arrays, int axis);
 lz_array *lz_stack(int n, lz_array *const *arrays, int axis);
@@ -145,10 +149,14 @@ lz_array *lz_tile(lz_array *a, const int64_t *reps);              /* reps has a'
 lz_array *lz_repeat(lz_array *a, int64_t repeats, int axis);
 
 /* ---- sorting and scans (lib/ops/sort.c) ---- */
-lz_array *lz_sort(lz_array *a, int axis);                         /* ascending, stable */
+/* Ascending and stable; NaNs last; -0 and +0 are equal (keep their order). */
+lz_array *lz_sort(lz_array *a, int axis);
 lz_array *lz_argsort(lz_array *a, int axis);                      /* -> int64 */
-/* The k largest along axis, descending; values and/or indices (either may be NULL). */
+/* The k largest along axis, descending (NaNs count as largest); ties: lower index first.
+ * values and/or indices (either may be NULL) get new references; 0 or -1. */
 int lz_topk(lz_array *a, int64_t k, int axis, lz_array **values, lz_array **indices);
+/* Inclusive; reverse sums from the end. Floats keep their dtype (summed in double); integer
+ * and bool inputs give int64. */
 lz_array *lz_cumsum(lz_array *a, int axis, int reverse);
 
 /* ---- random (lib/ops/random.c): counter-based (Philox 4x32-10), explicit keys ----
