@@ -116,8 +116,9 @@ char *lz_shape_str(const lz_array *a, char *buf, size_t n) {
 }
 
 int lz_axis(const char *op, int axis, int ndim) {
+    if (ndim == 0 && (axis == 0 || axis == -1)) return 0;   /* a 0-d array's only "axis" */
     int ax = axis < 0 ? axis + ndim : axis;
-    if (ax < 0 || ax >= (ndim ? ndim : 1) || (ndim == 0 && axis != 0 && axis != -1)) {
+    if (ax < 0 || ax >= ndim) {
         lz_fail("%s: axis %d is out of range for an array of %d dimensions", op, axis, ndim);
         return -1;
     }
@@ -137,6 +138,7 @@ const int64_t *lz_strides(const lz_array *a) { return a->strides; }
 int lz_is_evaluated(const lz_array *a) { return a->buf != NULL && a->prim == LZ_P_NONE; }
 
 int lz_is_contiguous(const lz_array *a) {
+    if (lz_size(a) == 0) return 1;   /* nothing to lay out */
     int64_t s = 1;
     for (int i = a->ndim - 1; i >= 0; i--) {
         if (a->shape[i] != 1 && a->strides[i] != s) return 0;
