@@ -1,0 +1,203 @@
+/* Scaled dot-product attention, fused (flash-attention style).
+ *
+ * For each (batch, block of BQ query rows) the kernel walks the keys in blocks of BK:
+ *     S = scale * Q_blk K_blk^T                    (GEMM, kept transposed: BK x BQ)
+ *     per query: m' = max(m, max_key S), P = exp(S - m'), l = l * exp(m - m') + sum_key P,
+ *              O *= exp(m - m')                    (online softmax: running max and sum)
+ *     O += P V_blk                                 (GEMM, BQ x Dv)
+ * and finally writes O / l (and, with the with_lse flag, m + log l in an extra column).
+ * No Tq x Tk matrix exists: a thread holds S (BK x BQ), O (BQ x Dv) and four vectors, in
+ * one scratch buffer from the allocator (so lz_memory sees it).
+ *
+ * Causal: query i sees keys j <= i + (Tk - Tq) (the queries are the last Tq positions of
+ * the Tk keys, as with a KV cache). Key blocks past the last query row's limit are never
+ * visited, and the last visited one is cut at that limit; inside a block a key is skipped
+ * for the queries before the first one that sees it. A query that sees no key at all
+ * (causal with Tq > Tk, or Tk = 0) gets zeros and a log-sum-exp of -inf, as
+ * flash-attention does (a softmax over nothing would be NaN).
+ *
+ * Work items are (batch, query block), the heaviest causal blocks first, handed out
+ * dynamically. OpenBLAS runs single-threaded inside them: nesting its threads under ours
+ * would oversubscribe the cores.
+ *
+ * FLOPs counted: 2 * BQ' * BK' * D for every S block and 2 * BQ' * BK' * Dv for every P V
+ * block actually computed (BQ', BK' the block's real extent; masked pairs inside a
+ * diagonal block are counted, skipped blocks are not). */
+#include <cblas.h>
+#include <math.h>
+#include <omp.h>
+#include <string.h>
+#include "cpu.h"
+#include "vmath.h"
+
+/* Block sizes: S is BK x BQ floats (32 KiB), small enough to stay in L1/L2 next to the
+ * Q, K, V blocks; measured best of 32..128 x 64..256 on T = 256..1024, D = 32..128. */
+#define BQ 64
+#define BK 128
+
+typedef struct {
+    const float *q, *k, *v;
+    float *o;
+    int nb;                                /* batch dims */
+    int64_t bshape[LZ_MAX_DIMS], qs[LZ_MAX_DIMS], ks[LZ_MAX_DIMS], vs[LZ_MAX_DIMS];
+    int64_t tq, tk, d, dv, ldq, ldk, ldv, ldo;
+    int64_t nqb;                           /* query blocks per batch entry */
+    float scale;
+    int causal, lse;
+} attn;
+
+/* GEMM leading dimension of an [r, c] matrix whose rows are `sr` apart. */
+static int64_t ld_of(int64_t r, int64_t c, int64_t sr) {
+    return r <= 1 || sr < 1 ? (c > 1 ? c : 1) : sr;
+}
+
+/* First row of a query block (rows i0 + r) that sees key j: rows r >= this, clamped. */
+static inline int64_t first_row(const attn *a, int64_t j, int64_t i0, int64_t bq) {
+    if (!a->causal) return 0;
+    int64_t r = j - (a->tk - a->tq) - i0;
+    return r < 0 ? 0 : r > bq ? bq : r;
+}
+
+/* One (batch, query block) work item. scratch: BK * BQ + BQ * dv + 4 * BQ floats.
+ * The scores are kept transposed, St[c][r] = score of query r against key c, so the
+ * softmax bookkeeping (max, exp, sums) runs across the BQ queries: plain vertical vector
+ * operations, no per-row horizontal reductions. Returns the FLOPs done. */
+static uint64_t attn_block(const attn *a, int64_t bi, int64_t qb, float *scratch) {
+    int64_t qo = 0, ko = 0, vo = 0, rem = bi;
+    for (int d = a->nb - 1; d >= 0; d--) {
+        int64_t i = rem % a->bshape[d];
+        rem /= a->bshape[d];
+        qo += i * a->qs[d];
+        ko += i * a->ks[d];
+        vo += i * a->vs[d];
+    }
+    int64_t i0 = qb * BQ, bq = a->tq - i0 < BQ ? a->tq - i0 : BQ;
+    int64_t kend = a->tk;
+    if (a->causal) {
+        int64_t lim = i0 + bq + (a->tk - a->tq);   /* one past the last row's last key */
+        kend = lim < 0 ? 0 : lim < kend ? lim : kend;
+    }
+    const float *q = a->q + qo + i0 * a->ldq;
+    float *St = scratch, *O = St + BK * BQ, *m = O + BQ * a->dv, *l = m + BQ;
+    float *mx = l + BQ, *alpha = mx + BQ;
+    memset(O, 0, (size_t)(bq * a->dv) * 4);
+    for (int64_t r = 0; r < bq; r++) { m[r] = -INFINITY; l[r] = 0; }
+    uint64_t flops = 0;
+    for (int64_t j0 = 0; j0 < kend; j0 += BK) {
+        int64_t bk = kend - j0 < BK ? kend - j0 : BK;
+        if (a->d > 0)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)bk, (int)bq, (int)a->d,
+                        a->scale, a->k + ko + j0 * a->ldk, (int)a->ldk, q, (int)a->ldq,
+                        0.0f, St, BQ);
+        else
+            for (int64_t c = 0; c < bk; c++) memset(St + c * BQ, 0, (size_t)bq * 4);
+        flops += 2 * (uint64_t)(bq * bk * a->d);
+        /* new running max; masked (query, key) pairs are skipped, not set to -inf */
+        memcpy(mx, m, (size_t)bq * 4);
+        for (int64_t c = 0; c < bk; c++) {
+            const float *s = St + c * BQ;
+            #pragma omp simd
+            for (int64_t r = first_row(a, j0 + c, i0, bq); r < bq; r++)
+                mx[r] = s[r] > mx[r] ? s[r] : mx[r];
+        }
+        /* alpha rescales what was summed under the old max; a row that has seen no key yet
+         * has m = mx = -inf, and alpha 1 keeps it at zero without a NaN */
+        #pragma omp simd
+        for (int64_t r = 0; r < bq; r++) {
+            alpha[r] = m[r] == mx[r] ? 1.0f : lz_expf(m[r] - mx[r]);
+            l[r] *= alpha[r];
+            m[r] = mx[r];
+        }
+        for (int64_t c = 0; c < bk; c++) {
+            float *s = St + c * BQ;
+            int64_t r0 = first_row(a, j0 + c, i0, bq);
+            for (int64_t r = 0; r < r0; r++) s[r] = 0;
+            #pragma omp simd
+            for (int64_t r = r0; r < bq; r++) {
+                float p = lz_expf(s[r] - mx[r]);
+                s[r] = p;
+                l[r] += p;
+            }
+        }
+        for (int64_t r = 0; r < bq; r++) {
+            if (alpha[r] == 1.0f) continue;
+            float *o = O + r * a->dv, al = alpha[r];
+            #pragma omp simd
+            for (int64_t c = 0; c < a->dv; c++) o[c] *= al;
+        }
+        /* O += P V with P = St^T */
+        if (a->dv > 0)
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)bq, (int)a->dv, (int)bk,
+                        1.0f, St, BQ, a->v + vo + j0 * a->ldv, (int)a->ldv, 1.0f, O,
+                        (int)a->dv);
+        flops += 2 * (uint64_t)(bq * bk * a->dv);
+    }
+    float *out = a->o + (bi * a->tq + i0) * a->ldo;
+    for (int64_t r = 0; r < bq; r++) {
+        float inv = l[r] > 0 ? 1.0f / l[r] : 0.0f;
+        const float *o = O + r * a->dv;
+        float *y = out + r * a->ldo;
+        #pragma omp simd
+        for (int64_t c = 0; c < a->dv; c++) y[c] = o[c] * inv;
+        if (a->lse) y[a->dv] = l[r] > 0 ? m[r] + logf(l[r]) : -INFINITY;
+    }
+    return flops;
+}
+
+static int attention_kernel(lz_array *out, lz_array *const *in, const lz_params *p) {
+    const lz_array *q = in[0], *k = in[1], *v = in[2];
+    attn a;
+    memset(&a, 0, sizeof a);
+    a.nb = out->ndim - 2;
+    int64_t nbatch = 1;
+    for (int d = 0; d < a.nb; d++) {
+        a.bshape[d] = out->shape[d];
+        a.qs[d] = q->strides[d];
+        a.ks[d] = k->strides[d];
+        a.vs[d] = v->strides[d];
+        nbatch *= out->shape[d];
+    }
+    a.tq = q->shape[a.nb];
+    a.d = q->shape[a.nb + 1];
+    a.tk = k->shape[a.nb];
+    a.dv = v->shape[a.nb + 1];
+    a.ldq = ld_of(a.tq, a.d, q->strides[a.nb]);
+    a.ldk = ld_of(a.tk, a.d, k->strides[a.nb]);
+    a.ldv = ld_of(a.tk, a.dv, v->strides[a.nb]);
+    a.ldo = out->shape[a.nb + 1];
+    a.q = lz_elem_ptr(q);
+    a.k = lz_elem_ptr(k);
+    a.v = lz_elem_ptr(v);
+    a.o = lz_elem_ptr(out);
+    a.scale = (float)p->f[0];
+    a.causal = (int)p->i[0];
+    a.lse = (int)p->i[1];
+    a.nqb = (a.tq + BQ - 1) / BQ;
+    uint64_t moved = 4 * (uint64_t)(lz_size(q) + lz_size(k) + lz_size(v) + lz_size(out));
+    int64_t items = nbatch * a.nqb;
+    if (items == 0) { lz_stats_add(1, moved, 0); return 0; }
+
+    /* threads only when there is enough work: ~tq * tk * (d + dv) multiply-adds */
+    double work = (double)nbatch * (double)a.tq * (double)a.tk * (double)(a.d + a.dv);
+    int threads = work >= 1e6 ? cpu_threads() : 1;
+    if (threads > items) threads = (int)items;
+    int64_t per = BK * BQ + BQ * a.dv + 4 * BQ;
+    lz_buffer *scratch = lz_buffer_alloc((size_t)(threads * per) * 4);
+    if (!scratch) return -1;
+    int blas_threads = openblas_get_num_threads();
+    if (threads > 1) openblas_set_num_threads(1);
+    uint64_t flops = 0;
+    #pragma omp parallel for num_threads(threads) schedule(dynamic, 1) reduction(+:flops)
+    for (int64_t t = 0; t < items; t++) {
+        /* causal: the last query blocks see the most keys, so they go first */
+        int64_t bi = t % nbatch, qb = a.nqb - 1 - t / nbatch;
+        float *s = (float *)scratch->data + (int64_t)omp_get_thread_num() * per;
+        flops += attn_block(&a, bi, qb, s);
+    }
+    if (threads > 1) openblas_set_num_threads(blas_threads);
+    lz_buffer_release(scratch);
+    lz_stats_add(1, moved, flops);
+    return 0;
+}
+
+void cpu_register_attention(void) { lz_prims[LZ_P_ATTENTION].cpu = attention_kernel; }
