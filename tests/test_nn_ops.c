@@ -416,6 +416,7 @@ static void test_attention_random(void **state) {
         {2, {2, 3}, {2, 3}, {2, 3}, 2, 2, 2, 9, 5, 33, 33, 1, 0},      /* Tq > Tk */
         {2, {2, 3}, {3}, {1, 3}, 2, 1, 2, 6, 11, 8, 5, 0, 0.3},        /* broadcast, Dv != D */
         {2, {1, 2}, {4, 1}, {4, 2}, 2, 2, 2, 3, 4, 2, 3, 1, 0},        /* broadcast both ways */
+        {1, {0}, {3}, {3}, 0, 1, 1, 4, 6, 5, 5, 1, 0},                 /* q without batch dims */
         {1, {2}, {2}, {2}, 1, 1, 1, 300, 300, 33, 33, 1, 0},           /* crosses blocks */
         {1, {2}, {2}, {2}, 1, 1, 1, 300, 300, 20, 24, 0, 0},
         {1, {2}, {2}, {2}, 1, 1, 1, 130, 290, 64, 64, 1, 0},
@@ -478,6 +479,63 @@ static void test_attention_packed_qkv(void **state) {
     for (int i = 0; i < 3; i++) free(vals[i]);
     lz_pool_pop();
     t_free(&x);
+}
+
+/* Half inputs compute in float32 and come back in their dtype; mixed dtypes give float32. */
+static void test_attention_dtypes(void **state) {
+    (void)state;
+    uint64_t seed = 31;
+    int64_t qs[3] = {2, 5, 8}, ks[3] = {2, 7, 8};
+    tarr q = t_rand(3, qs, LZ_F16, -1, 1, &seed, T_CONTIG);
+    tarr k = t_rand(3, ks, LZ_F16, -1, 1, &seed, T_TRANSPOSED);
+    tarr v = t_rand(3, ks, LZ_F16, -1, 1, &seed, T_STRIDED);
+    attn_case c = {1, {2}, {2}, {2}, 1, 1, 1, 5, 7, 8, 8, 1, 0};
+    int64_t ob[1] = {2};
+    double *ref = ref_attention(&c, ob, q.v, k.v, v.v, 0);
+    lz_array *y = lz_attention(q.a, k.a, v.a, 0, 1);
+    assert_int_equal(lz_dtype_of(y), LZ_F16);
+    t_assert_close(y, ref, 2 * 5 * 8, 2e-3, 2e-3);
+    lz_release(y);
+    tarr v32 = t_rand(3, ks, LZ_F32, -1, 1, &seed, T_CONTIG);
+    free(ref);
+    ref = ref_attention(&c, ob, q.v, k.v, v32.v, 0);
+    y = lz_attention(q.a, k.a, v32.a, 0, 1);
+    assert_int_equal(lz_dtype_of(y), LZ_F32);
+    t_assert_close(y, ref, 2 * 5 * 8, 1e-4, 2e-5);
+    lz_release(y);
+    free(ref);
+    t_free(&q); t_free(&k); t_free(&v); t_free(&v32);
+}
+
+/* Work is split by rows / blocks, never inside a sum: any thread count gives the same bits. */
+static void test_threads_same_bits(void **state) {
+    (void)state;
+    uint64_t seed = 17;
+    int64_t xs[2] = {300, 257}, qs[3] = {3, 200, 40};
+    tarr x = t_rand(2, xs, LZ_F32, -5, 5, &seed, T_CONTIG);
+    tarr q = t_rand(3, qs, LZ_F32, -1, 1, &seed, T_CONTIG);
+    float *r[2][4];
+    for (int t = 0; t < 2; t++) {
+        lz_set_threads(t + 1);
+        lz_pool_push();
+        lz_array *ys[4] = {lz_softmax(x.a, 0), lz_softmax(x.a, 1),
+                           lz_layer_norm(x.a, NULL, NULL, 1e-5),
+                           lz_attention(q.a, q.a, q.a, 0, 1)};
+        for (int i = 0; i < 4; i++) {
+            r[t][i] = malloc((size_t)lz_size(ys[i]) * sizeof(float));
+            lz_to_float(ys[i], r[t][i], lz_size(ys[i]));
+        }
+        lz_pool_pop();
+    }
+    lz_set_threads(0);
+    int64_t n[4] = {x.n, x.n, x.n, q.n};
+    for (int i = 0; i < 4; i++) {
+        assert_memory_equal(r[0][i], r[1][i], (size_t)n[i] * sizeof(float));
+        free(r[0][i]);
+        free(r[1][i]);
+    }
+    t_free(&x);
+    t_free(&q);
 }
 
 /* T = 1024: the kernel never holds a T x T matrix (4 MiB per head). Also FLOP counts. */
@@ -575,6 +633,8 @@ int main(void) {
         cmocka_unit_test(test_attention_random),
         cmocka_unit_test(test_attention_kv_cache),
         cmocka_unit_test(test_attention_packed_qkv),
+        cmocka_unit_test(test_attention_dtypes),
+        cmocka_unit_test(test_threads_same_bits),
         cmocka_unit_test(test_attention_memory_and_flops),
         cmocka_unit_test(test_attention_errors),
         cmocka_unit_test(test_nn_in_graph),

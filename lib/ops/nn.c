@@ -46,11 +46,10 @@ static lz_array *node_f32(lz_prim_id p, int ndim, const int64_t *shape, int n,
 /* ---- softmax, log-softmax ---- */
 static lz_array *softmax_like(lz_prim_id p, lz_array *a, int axis) {
     if (!a) return NULL;
-    /* a 0-d array is one row of length 1: axis 0 or -1 (lz_axis refuses -1 there) */
-    int ax = a->ndim == 0 && axis == -1 ? 0 : lz_axis(lz_prims[p].name, axis, a->ndim);
+    int ax = lz_axis(lz_prims[p].name, axis, a->ndim);   /* 0-d: one row of length 1 */
     if (ax < 0) return NULL;
     lz_params pr = {0};
-    pr.i[0] = a->ndim ? ax : 0;
+    pr.i[0] = ax;
     return node_f32(p, a->ndim, a->shape, 1, &a, &pr, result_dtype(a->dtype));
 }
 
