@@ -1,4 +1,369 @@
-/* (placeholder until this kernel family lands) */
+/* Kernels of the window primitives (geometry, modes and params in lib/ops/conv.h).
+ *
+ * CONV: im2col + GEMM. Images are taken in blocks of nb: im2col writes the block's patches
+ * as one matrix cols [C*KH*KW, nb*OH*OW], and each group does ONE cblas_sgemm over the whole
+ * block, big enough for OpenBLAS to thread well even when one image is small (14x14 maps:
+ * per-image GEMMs of 196 columns ran ~1.5x slower in bench_conv). When one
+ * image alone gives enough columns, nb = 1 and the GEMM reads/writes the arrays directly
+ * (and a 1x1 stride-1 unpadded conv skips im2col: its patch matrix is the image itself).
+ *   FORWARD      y_g  = W_g [Og, R] @ cols_g [R, ncol]      (R = C/groups*KH*KW)
+ *   INPUT_GRAD   cols_g = W_g^T @ dy_g, then col2im adds the patches into dx
+ *   WEIGHT_GRAD  dW_g += dy_g [Og, ncol] @ cols_g^T          (accumulated over blocks)
+ * With many groups and tiny GEMMs (depthwise) the groups run on OpenMP threads instead;
+ * each GEMM is then below OpenBLAS's threading threshold and stays on its thread.
+ *
+ * Pools: direct loops, OpenMP over (image, channel) planes. */
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
 #include "cpu.h"
+#include "../../ops/conv.h"
 
-void cpu_register_conv(void) {}
+#define SMALL_GEMM (4 * 65536)        /* m*n*k below which OpenBLAS uses one thread */
+#define COLS_TARGET 2048              /* columns per GEMM worth batching images for */
+#define COLS_BYTES (8 << 20)          /* cap of the patch matrix of one block */
+
+/* A strided float32 [N, C, H, W] operand (3-d operands have H = 1). */
+typedef struct { const float *p; int64_t n, c, h, w, sn, sc, sh, sw; } t4;
+
+static t4 t4_of(const lz_array *a) {
+    t4 t = {.p = lz_elem_ptr(a), .n = a->shape[0], .c = a->shape[1],
+            .sn = a->strides[0], .sc = a->strides[1]};
+    if (a->ndim == 4) {
+        t.h = a->shape[2]; t.w = a->shape[3]; t.sh = a->strides[2]; t.sw = a->strides[3];
+    } else {
+        t.h = 1; t.w = a->shape[2]; t.sh = 0; t.sw = a->strides[2];
+    }
+    return t;
+}
+
+/* Plane (h, w) of an operand laid out as one dense [H*W] row? */
+static bool plane_dense(const t4 *t) {
+    return (t->w <= 1 || t->sw == 1) && (t->h <= 1 || t->sh == t->w);
+}
+
+typedef struct {
+    int64_t h, w, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw;
+} geo;
+
+static geo geo_of(const lz_window *g) {
+    return (geo){.h = g->in[0], .w = g->in[1], .oh = lz_window_out(g, 0),
+                 .ow = lz_window_out(g, 1), .kh = g->kernel[0], .kw = g->kernel[1],
+                 .sh = g->stride[0], .sw = g->stride[1], .ph = g->pad_lo[0],
+                 .pw = g->pad_lo[1], .dh = g->dilation[0], .dw = g->dilation[1]};
+}
+
+/* Output columns [lo, hi) whose input column ow*sw - pw + k*dw lies inside [0, w). */
+static void valid_cols(const geo *g, int64_t k, int64_t *lo, int64_t *hi) {
+    int64_t a = g->pw - k * g->dw, b = g->w - 1 + g->pw - k * g->dw;
+    *lo = a <= 0 ? 0 : (a + g->sw - 1) / g->sw;
+    *hi = b < 0 ? 0 : b / g->sw + 1;
+    if (*hi > g->ow) *hi = g->ow;
+    if (*lo > *hi) *lo = *hi;
+}
+
+static int threads_for(int64_t work) { return work >= 65536 ? cpu_threads() : 1; }
+
+/* Threads for the copy loops around the GEMMs (im2col, col2im, packing): none while OpenBLAS
+ * threads the GEMMs. Measured: alternating OpenMP regions with threaded OpenBLAS calls made
+ * this layer 10-20x slower on 2 cores (an idle libgomp worker spins for milliseconds and
+ * takes the core OpenBLAS's worker needs); the copies alone cost a fraction of the GEMM. */
+static int copy_threads(bool blas_threaded, int64_t work) {
+    return blas_threaded ? 1 : threads_for(work);
+}
+
+/* Patches of images [n0, n0+nb) of x into cols [C*KH*KW, nb*OH*OW]. */
+static void im2col(const t4 *x, const geo *g, int64_t n0, int64_t nb, float *cols, bool bt) {
+    int64_t ohw = g->oh * g->ow, ncol = nb * ohw, kk = g->kh * g->kw, tasks = nb * x->c;
+    #pragma omp parallel for num_threads(copy_threads(bt, tasks * kk * ohw)) schedule(static)
+    for (int64_t t = 0; t < tasks; t++) {
+        int64_t i = t / x->c, c = t % x->c;
+        const float *src = x->p + (n0 + i) * x->sn + c * x->sc;
+        for (int64_t kh = 0; kh < g->kh; kh++)
+            for (int64_t kw = 0; kw < g->kw; kw++) {
+                float *dst = cols + (c * kk + kh * g->kw + kw) * ncol + i * ohw;
+                int64_t lo, hi;
+                valid_cols(g, kw, &lo, &hi);
+                int64_t iw0 = lo * g->sw - g->pw + kw * g->dw;
+                for (int64_t oh = 0; oh < g->oh; oh++, dst += g->ow) {
+                    int64_t ih = oh * g->sh - g->ph + kh * g->dh;
+                    if (ih < 0 || ih >= g->h) { memset(dst, 0, (size_t)g->ow * 4); continue; }
+                    const float *row = src + ih * x->sh + iw0 * x->sw;
+                    memset(dst, 0, (size_t)lo * 4);
+                    if (g->sw == 1 && x->sw == 1) {
+                        memcpy(dst + lo, row, (size_t)(hi - lo) * 4);
+                    } else {
+                        int64_t step = g->sw * x->sw;
+                        for (int64_t ow = lo; ow < hi; ow++) dst[ow] = row[(ow - lo) * step];
+                    }
+                    memset(dst + hi, 0, (size_t)(g->ow - hi) * 4);
+                }
+            }
+    }
+}
+
+/* Adds the patches cols [C*KH*KW, nb*OH*OW] back into dx (contiguous [N, C, H, W]). */
+static void col2im(const float *cols, const geo *g, int64_t c_all, int64_t n0, int64_t nb,
+                   float *dx, bool bt) {
+    int64_t ohw = g->oh * g->ow, ncol = nb * ohw, kk = g->kh * g->kw, tasks = nb * c_all;
+    #pragma omp parallel for num_threads(copy_threads(bt, tasks * kk * ohw)) schedule(static)
+    for (int64_t t = 0; t < tasks; t++) {
+        int64_t i = t / c_all, c = t % c_all;
+        float *plane = dx + ((n0 + i) * c_all + c) * g->h * g->w;
+        for (int64_t kh = 0; kh < g->kh; kh++)
+            for (int64_t kw = 0; kw < g->kw; kw++) {
+                const float *src = cols + (c * kk + kh * g->kw + kw) * ncol + i * ohw;
+                int64_t lo, hi;
+                valid_cols(g, kw, &lo, &hi);
+                int64_t iw0 = lo * g->sw - g->pw + kw * g->dw;
+                for (int64_t oh = 0; oh < g->oh; oh++, src += g->ow) {
+                    int64_t ih = oh * g->sh - g->ph + kh * g->dh;
+                    if (ih < 0 || ih >= g->h) continue;
+                    float *row = plane + ih * g->w + iw0;
+                    for (int64_t ow = lo; ow < hi; ow++) row[(ow - lo) * g->sw] += src[ow];
+                }
+            }
+    }
+}
+
+/* Copies images [n0, n0+nb) of dy (strided [N, O, OH, OW]) into dyp [O, nb*OH*OW]. */
+static void pack(const t4 *dy, int64_t n0, int64_t nb, float *dyp, bool bt) {
+    int64_t ohw = dy->h * dy->w, ncol = nb * ohw, tasks = nb * dy->c;
+    #pragma omp parallel for num_threads(copy_threads(bt, tasks * ohw)) schedule(static)
+    for (int64_t t = 0; t < tasks; t++) {
+        int64_t i = t / dy->c, o = t % dy->c;
+        const float *src = dy->p + (n0 + i) * dy->sn + o * dy->sc;
+        float *dst = dyp + o * ncol + i * ohw;
+        if (plane_dense(dy)) { memcpy(dst, src, (size_t)ohw * 4); continue; }
+        for (int64_t h = 0; h < dy->h; h++)
+            for (int64_t w = 0; w < dy->w; w++) dst[h * dy->w + w] = src[h * dy->sh + w * dy->sw];
+    }
+}
+
+/* Moves tmp [O, nb*OHW] into images [n0, n0+nb) of y (contiguous [N, O, OHW]). */
+static void unpack(const float *tmp, int64_t o_all, int64_t ohw, int64_t n0, int64_t nb,
+                   float *y, bool bt) {
+    int64_t tasks = nb * o_all;
+    #pragma omp parallel for num_threads(copy_threads(bt, tasks * ohw)) schedule(static)
+    for (int64_t t = 0; t < tasks; t++) {
+        int64_t i = t / o_all, o = t % o_all;
+        memcpy(y + ((n0 + i) * o_all + o) * ohw, tmp + o * nb * ohw + i * ohw, (size_t)ohw * 4);
+    }
+}
+
+/* A matrix operand of a GEMM: base and leading dimension. */
+typedef struct { float *p; int64_t ld; } mat;
+
+/* Per-group GEMMs: C_g = op(A_g) @ op(B_g) (+ beta C_g), group g's blocks at the given
+ * element offsets. Tiny GEMMs of many groups go to OpenMP threads. */
+static void group_gemm(int64_t groups, bool ta, bool tb, int64_t m, int64_t n, int64_t k,
+                       mat a, int64_t a_step, mat b, int64_t b_step, float beta, mat c,
+                       int64_t c_step) {
+    int threads = groups > 1 && m * n * k <= SMALL_GEMM ? threads_for(groups * m * n * k) : 1;
+    #pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
+    for (int64_t g = 0; g < groups; g++)
+        cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                    (int)m, (int)n, (int)k, 1.0f, a.p + g * a_step, (int)a.ld,
+                    b.p + g * b_step, (int)b.ld, beta, c.p + g * c_step, (int)c.ld);
+}
+
+static int64_t block_images(int64_t n, int64_t ohw, int64_t rows) {
+    int64_t nb = (COLS_TARGET + ohw - 1) / (ohw ? ohw : 1);
+    if (nb > n) nb = n;
+    int64_t per_image = rows * ohw > 0 ? rows * ohw : 1;
+    int64_t cap = COLS_BYTES / (4 * per_image);
+    if (nb > cap) nb = cap;
+    return nb < 1 ? 1 : nb;
+}
+
+static lz_buffer *scratch(int64_t floats, int *failed) {
+    if (*failed || floats <= 0) return NULL;
+    lz_buffer *b = lz_buffer_alloc((size_t)floats * 4);
+    if (!b) *failed = 1;
+    return b;
+}
+
+static int conv_kernel(lz_array *out, lz_array *const *in, const lz_params *p) {
+    lz_window win = lz_window_of(p);
+    geo g = geo_of(&win);
+    int mode = win.mode;
+    /* x: the forward input (FORWARD, WEIGHT_GRAD); dy: the forward output's cotangent */
+    t4 x = {0}, dy = {0};
+    const float *w = NULL;
+    if (mode == LZ_WIN_FORWARD) { x = t4_of(in[0]); w = lz_elem_ptr(in[1]); }
+    if (mode == LZ_WIN_INPUT_GRAD) { dy = t4_of(in[0]); w = lz_elem_ptr(in[1]); }
+    if (mode == LZ_WIN_WEIGHT_GRAD) { x = t4_of(in[0]); dy = t4_of(in[1]); }
+    int64_t n = out->shape[0];
+    int64_t c = mode == LZ_WIN_FORWARD || mode == LZ_WIN_WEIGHT_GRAD ? x.c
+              : out->shape[1];
+    int64_t o = mode == LZ_WIN_FORWARD ? out->shape[1] : mode == LZ_WIN_INPUT_GRAD ? dy.c
+              : out->shape[0];
+    if (mode == LZ_WIN_WEIGHT_GRAD) n = x.n;
+    int64_t groups = win.groups, cg = c / groups, og = o / groups;
+    int64_t kk = g.kh * g.kw, r = cg * kk, ohw = g.oh * g.ow, hw = g.h * g.w;
+    float *y = lz_elem_ptr(out);
+    int64_t out_size = lz_size(out);
+    uint64_t flops = (uint64_t)(2 * n * o * ohw * r);
+    lz_stats_add(1, (uint64_t)(n * c * hw + o * r + n * o * ohw) * 4, flops);
+    if (!out_size) return 0;
+    if (!flops) { memset(y, 0, (size_t)out_size * 4); return 0; }
+    if (mode == LZ_WIN_INPUT_GRAD) memset(y, 0, (size_t)out_size * 4);
+
+    bool pointwise = g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && !g.ph && !g.pw &&
+                     !win.pad_hi[0] && !win.pad_hi[1];
+    int64_t nb = block_images(n, ohw, c * kk);
+    bool bt = og * r * nb * ohw > SMALL_GEMM;     /* OpenBLAS threads the GEMMs */
+    int failed = 0;
+    /* cols: read from x directly for a pointwise conv of dense planes, one image at a time */
+    bool direct_cols = nb == 1 && pointwise &&
+                       (mode == LZ_WIN_INPUT_GRAD || (plane_dense(&x) && (c <= 1 || x.sc >= hw)));
+    bool direct_dy = nb == 1 && mode != LZ_WIN_FORWARD && plane_dense(&dy) &&
+                     (o <= 1 || dy.sc >= ohw);
+    int64_t x_ld = c <= 1 ? hw : x.sc, dy_ld = o <= 1 ? ohw : dy.sc;   /* GEMM wants ld >= cols */
+    lz_buffer *cols_buf = direct_cols ? NULL : scratch(c * kk * nb * ohw, &failed);
+    lz_buffer *dy_buf = mode == LZ_WIN_FORWARD || direct_dy ? NULL : scratch(o * nb * ohw, &failed);
+    lz_buffer *tmp_buf = mode == LZ_WIN_FORWARD && nb > 1 ? scratch(o * nb * ohw, &failed) : NULL;
+    if (failed) {
+        lz_buffer_release(cols_buf);
+        lz_buffer_release(dy_buf);
+        lz_buffer_release(tmp_buf);
+        return -1;
+    }
+    for (int64_t n0 = 0; n0 < n; n0 += nb) {
+        int64_t b = n - n0 < nb ? n - n0 : nb, ncol = b * ohw;
+        mat cols = {cols_buf ? cols_buf->data : NULL, ncol};
+        if (direct_cols && mode == LZ_WIN_INPUT_GRAD) cols = (mat){y + n0 * c * hw, hw};
+        else if (direct_cols) cols = (mat){(float *)x.p + n0 * x.sn, x_ld};
+        else if (mode != LZ_WIN_INPUT_GRAD) im2col(&x, &g, n0, b, cols.p, bt);
+        mat dym = {dy_buf ? dy_buf->data : NULL, ncol};
+        if (direct_dy) dym = (mat){(float *)dy.p + n0 * dy.sn, dy_ld};
+        else if (mode != LZ_WIN_FORWARD) pack(&dy, n0, b, dym.p, bt);
+        mat wm = {(float *)w, r};
+        if (mode == LZ_WIN_FORWARD) {
+            mat ym = tmp_buf ? (mat){tmp_buf->data, ncol} : (mat){y + n0 * o * ohw, ohw};
+            group_gemm(groups, false, false, og, ncol, r, wm, og * r, cols, r * cols.ld, 0.0f,
+                       ym, og * ym.ld);
+            if (tmp_buf) unpack(ym.p, o, ohw, n0, b, y, bt);
+        } else if (mode == LZ_WIN_INPUT_GRAD) {
+            group_gemm(groups, true, false, r, ncol, og, wm, og * r, dym, og * dym.ld, 0.0f,
+                       cols, r * cols.ld);
+            if (!direct_cols) col2im(cols.p, &g, c, n0, b, y, bt);
+        } else {
+            group_gemm(groups, false, true, og, r, ncol, dym, og * dym.ld, cols, r * cols.ld,
+                       n0 ? 1.0f : 0.0f, (mat){y, r}, og * r);
+        }
+    }
+    lz_buffer_release(cols_buf);
+    lz_buffer_release(dy_buf);
+    lz_buffer_release(tmp_buf);
+    return 0;
+}
+
+/* ---- pooling ---- */
+
+/* Index ih*W + iw of the max of window (oh, ow) in a plane (first max; NaN wins), or -1. */
+static int64_t argmax_window(const float *plane, const t4 *x, const geo *g, int64_t oh,
+                             int64_t ow) {
+    int64_t best_i = -1;
+    float best = 0;
+    for (int64_t kh = 0; kh < g->kh; kh++) {
+        int64_t ih = oh * g->sh - g->ph + kh * g->dh;
+        if (ih < 0 || ih >= g->h) continue;
+        for (int64_t kw = 0; kw < g->kw; kw++) {
+            int64_t iw = ow * g->sw - g->pw + kw * g->dw;
+            if (iw < 0 || iw >= g->w) continue;
+            float v = plane[ih * x->sh + iw * x->sw];
+            if (best_i < 0 || v > best || (isnan(v) && !isnan(best))) {
+                best = v;
+                best_i = ih * g->w + iw;
+            }
+        }
+    }
+    return best_i;
+}
+
+/* Sum of window (oh, ow) of a plane (0 when plane is NULL) and the divisor of the average. */
+static float window_sum(const float *plane, const t4 *x, const geo *g, int64_t oh, int64_t ow,
+                        bool count_pad, float *div) {
+    float s = 0;
+    int64_t cnt = 0;
+    for (int64_t kh = 0; kh < g->kh; kh++) {
+        int64_t ih = oh * g->sh - g->ph + kh * g->dh;
+        if (ih < 0 || ih >= g->h) continue;
+        for (int64_t kw = 0; kw < g->kw; kw++) {
+            int64_t iw = ow * g->sw - g->pw + kw * g->dw;
+            if (iw < 0 || iw >= g->w) continue;
+            if (plane) s += plane[ih * x->sh + iw * x->sw];
+            cnt++;
+        }
+    }
+    *div = count_pad ? (float)(g->kh * g->kw) : (float)cnt;
+    return s;
+}
+
+static int pool_kernel(lz_array *out, lz_array *const *in, const lz_params *p, bool is_max) {
+    lz_window win = lz_window_of(p);
+    geo g = geo_of(&win);
+    int mode = win.mode;
+    bool count_pad = win.count_pad != 0;
+    t4 a = t4_of(in[0]), b = mode != LZ_WIN_FORWARD && is_max ? t4_of(in[1]) : (t4){0};
+    float *y = lz_elem_ptr(out);
+    int64_t planes = out->shape[0] * out->shape[1], ohw = g.oh * g.ow, hw = g.h * g.w;
+    int64_t kk = g.kh * g.kw;
+    lz_stats_add(1, (uint64_t)(planes * (2 * hw + ohw)) * 4, 0);
+    bool scatter = mode == LZ_WIN_INPUT_GRAD;
+    if (scatter) memset(y, 0, (size_t)(planes * hw) * 4);
+    #pragma omp parallel for num_threads(threads_for(planes * ohw * kk)) schedule(static)
+    for (int64_t t = 0; t < planes; t++) {
+        int64_t n = t / out->shape[1], c = t % out->shape[1];
+        const float *pa = a.p + n * a.sn + c * a.sc;
+        const float *pb = b.p ? b.p + n * b.sn + c * b.sc : NULL;
+        float *py = y + t * (scatter ? hw : ohw);
+        for (int64_t oh = 0; oh < g.oh; oh++)
+            for (int64_t ow = 0; ow < g.ow; ow++) {
+                int64_t k = oh * g.ow + ow;
+                if (is_max) {
+                    int64_t i = argmax_window(pa, &a, &g, oh, ow);
+                    int64_t ih = i / (g.w ? g.w : 1), iw = i - ih * g.w;
+                    if (mode == LZ_WIN_FORWARD)
+                        py[k] = i < 0 ? -INFINITY : pa[ih * a.sh + iw * a.sw];
+                    else if (mode == LZ_WIN_GATHER)
+                        py[k] = i < 0 ? 0 : pb[ih * b.sh + iw * b.sw];
+                    else if (i >= 0)
+                        py[i] += pb[oh * b.sh + ow * b.sw];
+                } else if (mode == LZ_WIN_FORWARD) {
+                    float div;
+                    float s = window_sum(pa, &a, &g, oh, ow, count_pad, &div);
+                    py[k] = div > 0 ? s / div : 0;
+                } else {        /* dx[i] += dy[k] / the window's divisor */
+                    float div, d = pa[oh * a.sh + ow * a.sw];
+                    window_sum(NULL, &a, &g, oh, ow, count_pad, &div);
+                    if (!(div > 0)) continue;
+                    d /= div;
+                    for (int64_t kh = 0; kh < g.kh; kh++) {
+                        int64_t ih = oh * g.sh - g.ph + kh * g.dh;
+                        if (ih < 0 || ih >= g.h) continue;
+                        for (int64_t kw = 0; kw < g.kw; kw++) {
+                            int64_t iw = ow * g.sw - g.pw + kw * g.dw;
+                            if (iw >= 0 && iw < g.w) py[ih * g.w + iw] += d;
+                        }
+                    }
+                }
+            }
+    }
+    return 0;
+}
+
+static int max_pool_kernel(lz_array *out, lz_array *const *in, const lz_params *p) {
+    return pool_kernel(out, in, p, true);
+}
+
+static int avg_pool_kernel(lz_array *out, lz_array *const *in, const lz_params *p) {
+    return pool_kernel(out, in, p, false);
+}
+
+void cpu_register_conv(void) {
+    lz_prims[LZ_P_CONV].cpu = conv_kernel;
+    lz_prims[LZ_P_POOL_MAX].cpu = max_pool_kernel;
+    lz_prims[LZ_P_POOL_AVG].cpu = avg_pool_kernel;
+}

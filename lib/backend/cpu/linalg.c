@@ -1,4 +1,125 @@
-/* (placeholder until this kernel family lands) */
+/* MATMUL kernel (contract in lib/ops/linalg.c): float32 through OpenBLAS's cblas_sgemm with
+ * transposes passed as flags, int64 by a naive exact loop.
+ *
+ * Threads: a big GEMM is threaded by OpenBLAS itself (its thread count is set once by the
+ * backend's set_threads). Many small GEMMs (a batch of attention heads) are spread over
+ * OpenMP threads instead; each is then below OpenBLAS's own threading threshold (m*n*k of
+ * 4 * 65536 in OpenBLAS 0.3.x), so OpenBLAS runs it on the calling thread and the two kinds
+ * of threads never stack. */
+#include <assert.h>
+#include <cblas.h>
+#include <string.h>
 #include "cpu.h"
 
-void cpu_register_linalg(void) {}
+#define SMALL_GEMM (4 * 65536)   /* m*n*k at or below which OpenBLAS stays single-threaded */
+
+/* How GEMM reads the last two dims (rows r, cols c) of x: transposed or not, and the leading
+ * dimension. The constructor guaranteed that one of the two works. */
+typedef struct { bool trans; int ld; } mat_layout;
+
+static mat_layout layout_of(const lz_array *x) {
+    int nd = x->ndim;
+    int64_t r = x->shape[nd - 2], c = x->shape[nd - 1];
+    int64_t sr = x->strides[nd - 2], sc = x->strides[nd - 1];
+    int64_t rmin = r > 1 ? r : 1, cmin = c > 1 ? c : 1;
+    if ((c <= 1 || sc == 1) && (r <= 1 || sr >= cmin))
+        return (mat_layout){false, (int)(r <= 1 ? cmin : sr)};
+    assert((r <= 1 || sr == 1) && (c <= 1 || sc >= rmin));
+    return (mat_layout){true, (int)(c <= 1 ? rmin : sc)};
+}
+
+/* Element offsets of batch b (flat index over the batch dims) in x. */
+static int64_t batch_offset(const lz_array *x, int nb, int64_t b) {
+    int64_t off = 0;
+    for (int d = nb - 1; d >= 0; d--) {
+        int64_t n = x->shape[d];
+        off += (b % n) * x->strides[d];
+        b /= n;
+    }
+    return off;
+}
+
+/* [B..., m, k] @ [k, n]-broadcast with A's batch dims and rows forming one strided run of
+ * rows: the whole product is one GEMM of M = B*m rows. Returns the row stride or 0. */
+static int64_t folded_lda(const lz_array *a, const lz_array *b, int nb, int64_t k) {
+    for (int d = 0; d < nb; d++)
+        if (b->shape[d] != 1 && b->strides[d] != 0) return 0;
+    if (k > 1 && a->strides[nb + 1] != 1) return 0;
+    int64_t row = 0, expect = 0;
+    for (int d = nb; d >= 0; d--) {         /* rows dim first, then batch dims outwards */
+        if (a->shape[d] == 1) continue;
+        if (!row) row = expect = a->strides[d];
+        else if (a->strides[d] != expect) return 0;
+        expect *= a->shape[d];
+    }
+    if (!row) row = k > 1 ? k : 1;          /* a single row */
+    return row >= (k > 1 ? k : 1) ? row : 0;
+}
+
+static void gemm_f32(lz_array *out, lz_array *a, lz_array *b, int nb, int64_t nbatch,
+                     int64_t m, int64_t n, int64_t k) {
+    float *c = lz_elem_ptr(out);
+    const float *pa = lz_elem_ptr(a), *pb = lz_elem_ptr(b);
+    mat_layout la = layout_of(a), lb = layout_of(b);
+    CBLAS_TRANSPOSE ta = la.trans ? CblasTrans : CblasNoTrans;
+    CBLAS_TRANSPOSE tb = lb.trans ? CblasTrans : CblasNoTrans;
+    int64_t lda = nbatch > 1 ? folded_lda(a, b, nb, k) : 0;
+    if (lda) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, tb, (int)(nbatch * m), (int)n, (int)k, 1.0f,
+                    pa, (int)lda, pb + batch_offset(b, nb, 0), lb.ld, 0.0f, c, (int)n);
+        return;
+    }
+    int threads = nbatch > 1 && m * n * k <= SMALL_GEMM && nbatch * m * n * k >= 65536
+                      ? cpu_threads() : 1;
+    #pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
+    for (int64_t i = 0; i < nbatch; i++)
+        cblas_sgemm(CblasRowMajor, ta, tb, (int)m, (int)n, (int)k, 1.0f,
+                    pa + batch_offset(a, nb, i), la.ld, pb + batch_offset(b, nb, i), lb.ld,
+                    0.0f, c + i * m * n, (int)n);
+}
+
+/* Exact integer product: int64 accumulation, wrapping on overflow like NumPy. */
+static void gemm_i64(lz_array *out, lz_array *a, lz_array *b, int nb, int64_t nbatch,
+                     int64_t m, int64_t n, int64_t k) {
+    uint64_t *c = lz_elem_ptr(out);
+    const int64_t *pa = lz_elem_ptr(a), *pb = lz_elem_ptr(b);
+    int64_t ar = a->strides[nb], ac = a->strides[nb + 1];
+    int64_t br = b->strides[nb], bc = b->strides[nb + 1];
+    int threads = nbatch * m * n * k >= 65536 ? cpu_threads() : 1;
+    #pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
+    for (int64_t r = 0; r < nbatch * m; r++) {
+        int64_t bi = r / m, i = r % m;
+        const int64_t *x = pa + batch_offset(a, nb, bi) + i * ar;
+        const int64_t *y = pb + batch_offset(b, nb, bi);
+        uint64_t *row = c + r * n;
+        memset(row, 0, (size_t)n * sizeof *row);
+        for (int64_t p = 0; p < k; p++) {
+            uint64_t v = (uint64_t)x[p * ac];
+            const int64_t *yr = y + p * br;
+            for (int64_t j = 0; j < n; j++) row[j] += v * (uint64_t)yr[j * bc];
+        }
+    }
+}
+
+static int matmul_kernel(lz_array *out, lz_array *const *in, const lz_params *p) {
+    (void)p;
+    lz_array *a = in[0], *b = in[1];
+    int nb = out->ndim - 2;
+    int64_t m = out->shape[nb], n = out->shape[nb + 1], k = a->shape[nb + 1];
+    int64_t nbatch = lz_shape_size(nb, out->shape);
+    size_t es = lz_dtype_size(out->dtype);
+    if (nbatch * m * n == 0) return 0;
+    if (k == 0) {
+        memset(lz_elem_ptr(out), 0, (size_t)(nbatch * m * n) * es);
+    } else if (out->dtype == LZ_F32) {
+        gemm_f32(out, a, b, nb, nbatch, m, n, k);
+    } else {
+        assert(out->dtype == LZ_I64);
+        gemm_i64(out, a, b, nb, nbatch, m, n, k);
+    }
+    lz_stats_add(1, (uint64_t)(nbatch * (m * k + k * n + m * n)) * es,
+                 (uint64_t)(2 * nbatch * m * n * k));
+    return 0;
+}
+
+void cpu_register_linalg(void) { lz_prims[LZ_P_MATMUL].cpu = matmul_kernel; }
