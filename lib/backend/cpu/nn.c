@@ -332,6 +332,8 @@ static int run_rows(lz_array *out, lz_array *in, int axis, row_fn f, col_fn fc,
     int64_t ld = scratch_ld(r.n);
     int64_t pw = direct ? PANEL : PANEL_FLOATS / ld;
     pw = pw < 1 ? 1 : pw > PANEL ? PANEL : pw > 16 ? pw / 16 * 16 : pw;   /* whole lines */
+    int64_t fair = (r.rows + 4 * threads - 1) / (4 * threads);   /* few long rows: split */
+    if (threads > 1 && pw > fair) pw = fair;
     int64_t npanels = (r.rows + pw - 1) / pw;
     if (threads > npanels) threads = (int)npanels;
     lz_buffer *scratch = NULL;
