@@ -4,5 +4,6 @@
 
 #include "core/core.h"
 #include "ops/ops.h"
+#include "autograd/autograd.h"
 
 #endif

@@ -88,9 +88,12 @@ enum { LZ_FLAG_DIFF = 1 };
 
 /* A kernel computes out (already given a contiguous buffer) from evaluated inputs. */
 typedef int (*lz_kernel_fn)(lz_array *out, lz_array *const *in, const lz_params *p);
-/* A vjp rule: given the node, its output cotangent, fill the cotangents of its inputs
- * (NULL where an input gets none). Written with public lazy ops. Returns 0 or -1. */
-typedef int (*lz_vjp_fn)(lz_array *node, lz_array *cotangent, lz_array **input_cotangents);
+/* A vjp rule: given the node (whose own value is the primal output), its output cotangent and
+ * which inputs want one (wanted[i]), set input_cotangents[i] for those (NULL = zero; the
+ * others are NULL on entry and ignored). Written with public lazy ops; the caller holds an
+ * autorelease pool open around the call. Returns 0 or -1. */
+typedef int (*lz_vjp_fn)(lz_array *node, lz_array *cotangent, const bool *wanted,
+                         lz_array **input_cotangents);
 
 typedef struct {
     const char *name;
