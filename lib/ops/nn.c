@@ -193,7 +193,6 @@ lz_array *lz_attention(lz_array *q, lz_array *k, lz_array *v, double scale, int 
 /* For lib/autograd (not in ops.h yet): attention whose output rows carry the log-sum-exp
  * as an extra last column: [..., Tq, Dv + 1]. Slice [..., :Dv] for the attention output
  * and [..., Dv] for the log-sum-exp; both come from one kernel run. */
-lz_array *lz_attention_lse(lz_array *q, lz_array *k, lz_array *v, double scale, int causal);
 lz_array *lz_attention_lse(lz_array *q, lz_array *k, lz_array *v, double scale, int causal) {
     return attention(q, k, v, scale, causal, 1);
 }

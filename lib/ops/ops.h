@@ -115,6 +115,9 @@ lz_array *lz_rms_norm(lz_array *x, lz_array *weight, double eps);
 /* q [..., Tq, D], k and v [..., Tk, D] (batch dims broadcast); scale <= 0 means 1/sqrt(D);
  * causal masks key j > query i + (Tk - Tq). Returns [..., Tq, D]. */
 lz_array *lz_attention(lz_array *q, lz_array *k, lz_array *v, double scale, int causal);
+/* The same with each query row's log-sum-exp of the scaled, masked scores appended as a last
+ * column: [..., Tq, Dv + 1] (-inf for a row that sees no key). For the vjp of attention. */
+lz_array *lz_attention_lse(lz_array *q, lz_array *k, lz_array *v, double scale, int causal);
 
 /* ---- convolution and pooling (lib/ops/conv.c); layout NCH / NCHW, weights [O, C/groups, ...] ---- */
 lz_array *lz_conv1d(lz_array *x, lz_array *w, int stride, int padding, int dilation, int groups);
