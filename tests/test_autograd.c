@@ -377,7 +377,7 @@ static void test_ties_and_zeros(void **state) {
 enum { I_TAKE0, I_TAKE1, I_ALONG, I_ALONG_BCAST, I_SCATTER, I_SCATTER_ALONG, I_CONCAT, I_PAD,
        I_SORT, I_SORT0, I_CUMSUM, I_CUMSUM_REV, NINDEX };
 
-typedef struct { int which; lz_array *i5, *i22, *i32, *i12; } index_ctx;
+typedef struct { int which; lz_array *i5, *i22, *i32; } index_ctx;
 
 static int index_fn(void *ctx, int n, lz_array *const *x, lz_array **out) {
     (void)n;
@@ -411,7 +411,6 @@ static void test_index_rules(void **state) {
     c.i5 = ints(1, (int64_t[]){5}, (int64_t[]){0, 3, -1, 1, 0});      /* repeats, negative */
     c.i22 = ints(2, (int64_t[]){2, 2}, (int64_t[]){2, 0, 0, -2});
     c.i32 = ints(2, (int64_t[]){3, 2}, (int64_t[]){3, 0, 1, 1, -1, 2});
-    c.i12 = NULL;
     int64_t s43[2] = {4, 3}, s53[2] = {5, 3}, s32[2] = {3, 2}, s41[2] = {4, 1}, s42[2] = {4, 2};
     for (int k = 0; k < NINDEX; k++)
         for (int l = 0; l < 2; l++) {
@@ -440,7 +439,7 @@ static void test_index_rules(void **state) {
 /* ---- matmul, nn kernels, convolution and pooling ---- */
 lz_array *lz_attention_lse(lz_array *q, lz_array *k, lz_array *v, double scale, int causal);
 
-enum { K_MATMUL, K_MATMUL_BATCH, K_VEC_MAT, K_MAT_VEC, K_SOFTMAX, K_SOFTMAX0, K_LOG_SOFTMAX,
+enum { K_MATMUL, K_MATMUL_BATCH, K_VEC_MAT, K_MATMUL_T, K_MAT_VEC, K_SOFTMAX, K_SOFTMAX0, K_LOG_SOFTMAX,
        K_LAYER_NORM, K_LAYER_NORM_PLAIN, K_RMS_NORM, K_RMS_NORM_PLAIN, K_ATTENTION,
        K_ATTENTION_CAUSAL, K_ATTENTION_NO_KEYS, K_ATTENTION_LSE, K_CONV1D, K_CONV2D,
        K_CONV2D_GROUPS, K_MAX_POOL2D, K_AVG_POOL2D, K_MAX_POOL1D, K_AVG_POOL1D, NKERNELS };
@@ -450,6 +449,7 @@ static const struct { int n; int nd[3]; int64_t s[3][4]; int kind; } kernel_inpu
     [K_MATMUL_BATCH] = {2, {3, 2}, {{2, 3, 4}, {4, 5}}},
     [K_VEC_MAT] = {2, {1, 3}, {{4}, {2, 4, 3}}},
     [K_MAT_VEC] = {2, {2, 1}, {{3, 4}, {4}}},
+    [K_MATMUL_T] = {2, {3, 2}, {{2, 4, 3}, {4, 5}}},
     [K_SOFTMAX] = {1, {2}, {{3, 5}}}, [K_SOFTMAX0] = {1, {3}, {{3, 2, 2}}},
     [K_LOG_SOFTMAX] = {1, {2}, {{4, 3}}},
     [K_LAYER_NORM] = {3, {2, 1, 1}, {{3, 5}, {5}, {5}}},
@@ -473,6 +473,7 @@ static int kernel_fn(void *ctx, int n, lz_array *const *x, lz_array **out) {
     lz_array *y = NULL;
     switch (*(int *)ctx) {
     case K_MATMUL: case K_MATMUL_BATCH: case K_VEC_MAT: case K_MAT_VEC: y = lz_matmul(x[0], x[1]); break;
+    case K_MATMUL_T: y = lz_matmul(lz_swapaxes(x[0], -1, -2), x[1]); break;   /* a read transposed */
     case K_SOFTMAX: y = lz_softmax(x[0], -1); break;
     case K_SOFTMAX0: y = lz_softmax(x[0], 0); break;
     case K_LOG_SOFTMAX: y = lz_log_softmax(x[0], 1); break;
