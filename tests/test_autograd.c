@@ -437,7 +437,6 @@ static void test_index_rules(void **state) {
 }
 
 /* ---- matmul, nn kernels, convolution and pooling ---- */
-lz_array *lz_attention_lse(lz_array *q, lz_array *k, lz_array *v, double scale, int causal);
 
 enum { K_MATMUL, K_MATMUL_BATCH, K_VEC_MAT, K_MATMUL_T, K_MAT_VEC, K_SOFTMAX, K_SOFTMAX0, K_LOG_SOFTMAX,
        K_LAYER_NORM, K_LAYER_NORM_PLAIN, K_RMS_NORM, K_RMS_NORM_PLAIN, K_ATTENTION,
