@@ -375,7 +375,7 @@ static void test_ties_and_zeros(void **state) {
 
 /* ---- indexing, joining, sorting, scans ---- */
 enum { I_TAKE0, I_TAKE1, I_ALONG, I_ALONG_BCAST, I_SCATTER, I_SCATTER_ALONG, I_CONCAT, I_PAD,
-       I_SORT, I_SORT0, I_CUMSUM, I_CUMSUM_REV, NINDEX };
+       I_SORT, I_SORT0, I_CUMSUM, I_CUMSUM_REV, I_TILE, I_REPEAT, I_STACK, I_TOPK, NINDEX };
 
 typedef struct { int which; lz_array *i5, *i22, *i32; } index_ctx;
 
@@ -396,6 +396,10 @@ static int index_fn(void *ctx, int n, lz_array *const *x, lz_array **out) {
     case I_SORT0: y = lz_sort(lz_transpose(x[0]), 0); break;
     case I_CUMSUM: y = lz_cumsum(x[0], 1, 0); break;
     case I_CUMSUM_REV: y = lz_cumsum(x[0], 0, 1); break;
+    case I_TILE: y = lz_tile(x[0], (int64_t[]){2, 3}); break;
+    case I_REPEAT: y = lz_repeat(lz_transpose(x[0]), 2, 1); break;
+    case I_STACK: y = lz_stack(2, (lz_array *[]){x[0], lz_exp(x[0])}, 1); break;
+    case I_TOPK: if (lz_topk(x[0], 2, 1, &y, NULL)) y = NULL; break;
     }
     out[0] = y;
     return y ? 1 : -1;
@@ -414,7 +418,7 @@ static void test_index_rules(void **state) {
     int64_t s43[2] = {4, 3}, s53[2] = {5, 3}, s32[2] = {3, 2}, s41[2] = {4, 1}, s42[2] = {4, 2};
     for (int k = 0; k < NINDEX; k++)
         for (int l = 0; l < 2; l++) {
-            int sorted = k == I_SORT || k == I_SORT0;
+            int sorted = k == I_SORT || k == I_SORT0 || k == I_TOPK;
             lz_array *x[3] = {gc_rand(2, s43, -1, 1, sorted ? GC_DISTINCT : GC_PLAIN, gc_layout_of(k + l)),
                               NULL, NULL};
             int n = 1;
