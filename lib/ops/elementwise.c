@@ -1,6 +1,7 @@
 /* Elementwise constructors: dtype promotion, broadcasting, and the rep each kernel sees.
  * Inputs reach an elementwise node already broadcast (a view with zero strides) and cast
  * to the dtype the kernel computes in, so the engine only ever sees same-shape operands. */
+#include <math.h>
 #include <string.h>
 #include "../core/internal.h"
 #include "ops.h"
@@ -175,10 +176,11 @@ lz_array *lz_where(lz_array *cond, lz_array *a, lz_array *b) {
     return make(LZ_P_WHERE, 3, xs, in, t);
 }
 
-/* A scalar typed like a: a's dtype, or float32 when a is integral and s is not. */
+/* A scalar typed like a: a's dtype, or float32 when a is integral and s is not an integer
+ * (NaN, inf and integers past int64 included: converting those to int64 is undefined). */
 static lz_array *scalar_for(lz_array *a, double s) {
     lz_dtype t = a->dtype;
-    if (!lz_dtype_is_float(t) && s != (double)(int64_t)s) t = LZ_F32;
+    if (!lz_dtype_is_float(t) && !(fabs(s) < 0x1p63 && s == trunc(s))) t = LZ_F32;
     lz_array *c = lz_scalar(s, t);
     return c;
 }
@@ -193,4 +195,7 @@ static lz_array *with_scalar(lz_array *(*op)(lz_array *, lz_array *), lz_array *
 
 lz_array *lz_add_scalar(lz_array *a, double s) { return with_scalar(lz_add, a, s); }
 lz_array *lz_mul_scalar(lz_array *a, double s) { return with_scalar(lz_mul, a, s); }
-lz_array *lz_pow_scalar(lz_array *a, double s) { return with_scalar(lz_pow, a, s); }
+/* x^2 is x*x exactly (correctly rounded either way): square vectorises, powf does not. */
+lz_array *lz_pow_scalar(lz_array *a, double s) {
+    return s == 2 ? lz_square(a) : with_scalar(lz_pow, a, s);
+}

@@ -9,7 +9,7 @@
 
 /* Registers hold float (rep F) for floating dtypes, int64 (rep I) for the others. */
 enum { REP_F, REP_I };
-static inline int rep_of(lz_dtype t) { return lz_dtype_is_float(t) ? REP_F : REP_I; }
+static inline int rep_of(lz_dtype t) { return t == LZ_F32 || t == LZ_F16 || t == LZ_BF16 ? REP_F : REP_I; }
 
 /* An elementwise kernel over n elements. Inputs are in the rep of the kernel's variant,
  * out in the rep of the node's dtype (comparisons: F in, I out). out may alias an input
@@ -31,8 +31,14 @@ typedef struct {
         lz_dtype dtype;
         int64_t strides[LZ_MAX_DIMS];
         bool contiguous;         /* flat index i is element i */
+        bool constant;           /* one value everywhere (all strides 0): filled once */
     } leaf[LZ_FUSE_MAX];
-    int nregs;
+    int nregs;                   /* scratch slots (LZ_TILE * 8 bytes each) */
+    int16_t slot[2 * LZ_FUSE_MAX];   /* value -> scratch slot, -1: read in place (fused.c) */
+    struct {
+        ew_fn f;                 /* the kernel; NULL for CAST and COPY */
+        bool normalize;          /* wrap/round the result to its dtype (fused.c) */
+    } op[LZ_FUSE_MAX];
 } cpu_program;
 
 /* perm: perm[d] is the axis of g->out that becomes axis d of the index space (NULL: same). */

@@ -1,12 +1,51 @@
 /* The fused elementwise engine: a tile interpreter. A group's program runs over the index
  * space tile by tile (LZ_TILE elements); each instruction is one vectorised loop over the
  * tile, with its operands in registers that stay in cache. Memory is read once per leaf and
- * written once for the output, however long the chain. Contiguous float32 leaves are read in
- * place (no copy into a register). */
+ * written once for the output, however long the chain.
+ *
+ * Registers are scratch slots of one tile. Contiguous leaves already in a register's rep
+ * (f32, i64) are read in place; constant leaves (a broadcast scalar) are filled once per
+ * thread; an instruction writes over the slot of an operand that dies there (same rep: the
+ * kernels allow exact aliasing), so a chain of any length runs in a couple of slots that stay
+ * in L1 instead of one slot per instruction. */
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 #include "cpu.h"
+
+/* Converts `run` elements of type t at p (element stride st) to rep at d. The st == 1
+ * loops are separate so that they vectorise. */
+#define RUN(T, expr)                                                                   \
+    do {                                                                               \
+        const T *s = (const T *)p;                                                     \
+        if (st == 1) for (int64_t j = 0; j < run; j++) { T v = s[j]; d[j] = (expr); }  \
+        else for (int64_t j = 0; j < run; j++) { T v = s[j * st]; d[j] = (expr); }     \
+    } while (0)
+
+static void load_run_f(const char *p, lz_dtype t, int64_t st, int64_t run, float *d) {
+    switch (t) {
+    case LZ_F32: if (st == 1) memcpy(d, p, (size_t)run * 4); else RUN(float, v); return;
+    case LZ_F16: RUN(uint16_t, lz_f16_to_f32(v)); return;
+    case LZ_BF16: RUN(uint16_t, lz_bf16_to_f32(v)); return;
+    case LZ_I32: RUN(int32_t, (float)v); return;
+    case LZ_I64: RUN(int64_t, (float)v); return;
+    case LZ_U8: RUN(uint8_t, (float)v); return;
+    case LZ_BOOL: RUN(uint8_t, v != 0); return;
+    default: return;
+    }
+}
+
+static void load_run_i(const char *p, lz_dtype t, int64_t st, int64_t run, int64_t *d) {
+    switch (t) {
+    case LZ_I64: if (st == 1) memcpy(d, p, (size_t)run * 8); else RUN(int64_t, v); return;
+    case LZ_I32: RUN(int32_t, v); return;
+    case LZ_U8: RUN(uint8_t, v); return;
+    case LZ_BOOL: RUN(uint8_t, v != 0); return;
+    default:
+        for (int64_t j = 0; j < run; j++) d[j] = lz_load_int(p + j * st * (int64_t)lz_dtype_size(t), t);
+        return;
+    }
+}
 
 void cpu_load(const char *base, lz_dtype t, int ndim, const int64_t *shape,
               const int64_t *strides, int64_t start, int64_t n, int rep, void *dst) {
@@ -25,19 +64,8 @@ void cpu_load(const char *base, lz_dtype t, int ndim, const int64_t *shape,
         int64_t run = ndim ? inner - idx[last] : n;
         if (run > n - k) run = n - k;
         const char *p = base + off * (int64_t)es;
-        if (t == LZ_F32 && rep == REP_F) {
-            const float *s = (const float *)p;
-            if (st == 1) memcpy(f + k, s, (size_t)run * 4);
-            else for (int64_t j = 0; j < run; j++) f[k + j] = s[j * st];
-        } else if (t == LZ_U8 && rep == REP_F) {
-            const uint8_t *s = (const uint8_t *)p;
-            for (int64_t j = 0; j < run; j++) f[k + j] = s[j * st];
-        } else if (rep == REP_F) {
-            for (int64_t j = 0; j < run; j++)
-                f[k + j] = (float)lz_load_scalar(p + j * st * (int64_t)es, t);
-        } else {
-            for (int64_t j = 0; j < run; j++) q[k + j] = lz_load_int(p + j * st * (int64_t)es, t);
-        }
+        if (rep == REP_F) load_run_f(p, t, ndim ? st : 0, run, f + k);
+        else load_run_i(p, t, ndim ? st : 0, run, q + k);
         k += run;
         if (!ndim) break;
         off += run * st;
@@ -71,6 +99,68 @@ void cpu_store(void *dst, lz_dtype t, int rep, const void *src, int64_t n) {
     }
 }
 
+static lz_dtype reg_dtype(const lz_fused *g, int r) {
+    return r < g->nleaves ? g->leaves[r]->dtype : g->instr[r - g->nleaves].node->dtype;
+}
+
+static bool in_place(const cpu_program *p, int j) {
+    lz_dtype t = p->leaf[j].dtype;
+    return p->leaf[j].contiguous && (t == LZ_F32 || t == LZ_I64);
+}
+
+/* Register allocation over the program (a tree in post-order): leaves that are not read in
+ * place keep a slot for the whole run; an instruction takes the slot of an operand whose last
+ * use it is when the reps match (exact aliasing), else a freed or new slot. */
+static void plan_slots(cpu_program *p) {
+    const lz_fused *g = p->g;
+    int nl = g->nleaves, last[2 * LZ_FUSE_MAX], freed[2 * LZ_FUSE_MAX], nfree = 0, ns = 0;
+    for (int v = 0; v < nl + g->ninstr; v++) last[v] = -1;
+    for (int k = 0; k < g->ninstr; k++)
+        for (int i = 0; i < g->instr[k].node->ninputs; i++) last[g->instr[k].src[i]] = k;
+    for (int j = 0; j < nl; j++) p->slot[j] = (int16_t)(in_place(p, j) ? -1 : ns++);
+    for (int k = 0; k < g->ninstr; k++) {
+        const lz_array *node = g->instr[k].node;
+        int out = -1, dying[3], nd = 0;
+        for (int i = 0; i < node->ninputs; i++) {
+            int v = g->instr[k].src[i];
+            bool seen = false;
+            for (int e = 0; e < nd; e++) seen |= dying[e] == v;
+            if (v >= nl && last[v] == k && !seen) dying[nd++] = v;
+        }
+        for (int e = 0; e < nd && out < 0; e++)
+            if (rep_of(reg_dtype(g, dying[e])) == rep_of(node->dtype)) {
+                out = p->slot[dying[e]];
+                dying[e] = -1;
+            }
+        if (out < 0) out = nfree ? freed[--nfree] : ns++;
+        for (int e = 0; e < nd; e++)
+            if (dying[e] >= 0) freed[nfree++] = p->slot[dying[e]];
+        p->slot[nl + k] = (int16_t)out;
+    }
+    p->nregs = ns;
+}
+
+/* Ops whose bool result is 0 or 1 already. */
+static bool gives_bool(lz_prim_id p) {
+    return (p >= LZ_P_EQ && p <= LZ_P_LOGICAL_OR) || p == LZ_P_LOGICAL_NOT || p == LZ_P_ISNAN ||
+           p == LZ_P_ISFINITE;
+}
+
+/* Resolves each instruction's kernel once, not per tile. */
+static void plan_ops(cpu_program *p) {
+    const lz_fused *g = p->g;
+    for (int k = 0; k < g->ninstr; k++) {
+        const lz_array *node = g->instr[k].node;
+        const int *src = g->instr[k].src;
+        lz_prim_id prim = node->prim;
+        int vrep = rep_of(reg_dtype(g, src[prim == LZ_P_WHERE ? 1 : 0]));
+        bool cast = prim == LZ_P_CAST || prim == LZ_P_COPY;
+        p->op[k].f = cast ? NULL : vrep == REP_F ? cpu_ew[prim].f : cpu_ew[prim].i;
+        p->op[k].normalize = node->dtype != LZ_F32 && node->dtype != LZ_I64 &&
+                             !(node->dtype == LZ_BOOL && gives_bool(prim));
+    }
+}
+
 void cpu_program_init(cpu_program *p, const lz_fused *g, const int *perm) {
     const lz_array *out = g->out;
     p->g = g;
@@ -82,100 +172,138 @@ void cpu_program_init(cpu_program *p, const lz_fused *g, const int *perm) {
         const lz_array *l = g->leaves[j];
         p->leaf[j].base = lz_elem_ptr(l);
         p->leaf[j].dtype = l->dtype;
-        bool contig = true;
+        bool contig = true, constant = true;
         for (int d = 0; d < p->ndim; d++) {
             int64_t s = l->strides[perm ? perm[d] : d];
             p->leaf[j].strides[d] = s;
             if (p->shape[d] != 1 && s != cs[d]) contig = false;
+            if (p->shape[d] != 1 && s != 0) constant = false;
         }
         p->leaf[j].contiguous = contig;
+        p->leaf[j].constant = constant && !contig;
     }
-    p->nregs = g->nleaves + g->ninstr;
+    plan_slots(p);
+    plan_ops(p);
 }
 
 size_t cpu_program_scratch(const cpu_program *p) {
-    return (size_t)p->nregs * LZ_TILE * 8;
+    return (size_t)(p->nregs ? p->nregs : 1) * LZ_TILE * 8;
 }
 
-static lz_dtype reg_dtype(const lz_fused *g, int r) {
-    return r < g->nleaves ? g->leaves[r]->dtype : g->instr[r - g->nleaves].node->dtype;
-}
-
-/* Reads leaf j into a register, or returns its memory directly when it already is one. */
-static const void *leaf_reg(const cpu_program *p, int j, int rep, int64_t start, int64_t n,
-                            void *slot) {
+/* Register of leaf j for [start, start+n): its memory when read in place, else its slot,
+ * loaded (constants: only when `fill`, for the whole tile, since their slot is theirs). */
+static const void *leaf_reg(const cpu_program *p, int j, int64_t start, int64_t n, void *slot,
+                            bool fill) {
+    static const int8_t size[LZ_NDTYPES] = {[LZ_BOOL] = 1, [LZ_U8] = 1, [LZ_I32] = 4,
+                                            [LZ_I64] = 8, [LZ_F16] = 2, [LZ_BF16] = 2, [LZ_F32] = 4};
     lz_dtype t = p->leaf[j].dtype;
-    size_t es = lz_dtype_size(t);
+    int rep = rep_of(t);
+    int64_t es = size[t];
+    if (p->slot[j] < 0) return p->leaf[j].base + start * es;   /* read in place */
+    if (p->leaf[j].constant) {
+        if (fill) {
+            if (rep == REP_F) {
+                float v, *f = slot;
+                load_run_f(p->leaf[j].base, t, 1, 1, &v);
+                for (int64_t i = 0; i < LZ_TILE; i++) f[i] = v;
+            } else {
+                int64_t v, *q = slot;
+                load_run_i(p->leaf[j].base, t, 1, 1, &v);
+                for (int64_t i = 0; i < LZ_TILE; i++) q[i] = v;
+            }
+        }
+        return slot;
+    }
     if (p->leaf[j].contiguous) {
-        const char *src = p->leaf[j].base + start * (int64_t)es;
-        if (rep == REP_F && t == LZ_F32) return src;
-        if (rep == REP_I && t == LZ_I64) return src;
-        int64_t one = n, s1 = 1;
-        cpu_load(src, t, 1, &one, &s1, 0, n, rep, slot);
+        const char *src = p->leaf[j].base + start * es;
+        if (rep == REP_F) load_run_f(src, t, 1, n, slot);
+        else load_run_i(src, t, 1, n, slot);
         return slot;
     }
     cpu_load(p->leaf[j].base, t, p->ndim, p->shape, p->leaf[j].strides, start, n, rep, slot);
     return slot;
 }
 
-const void *cpu_program_run(const cpu_program *p, int64_t start, int64_t n, void *scratch,
-                            void *dst) {
+/* CAST and COPY between registers (the result is normalized to its dtype afterwards). */
+static void convert(const lz_array *node, lz_dtype from_t, int64_t n, void *out, const void *in) {
+    int from = rep_of(from_t), to = rep_of(node->dtype);
+    if (from == to) {   /* narrowing (int32 -> uint8, float32 -> float16) is normalize()'s */
+        if (out != in) memcpy(out, in, (size_t)n * (to == REP_F ? 4 : 8));
+    } else if (to == REP_F) {
+        const int64_t *a = in;
+        float *o = out;
+        for (int64_t i = 0; i < n; i++) o[i] = (float)a[i];
+    } else {
+        const float *a = in;
+        int64_t *o = out;
+        if (node->dtype == LZ_BOOL)
+            for (int64_t i = 0; i < n; i++) o[i] = a[i] != 0;
+        else
+            for (int64_t i = 0; i < n; i++)
+                o[i] = a[i] != a[i] ? 0 : a[i] >= 9.2e18f ? INT64_MAX
+                     : a[i] <= -9.2e18f ? INT64_MIN : (int64_t)a[i];
+    }
+}
+
+/* Brings a register to what its dtype can hold, as storing and reloading would: inside a
+ * group an int32 sum must wrap and an astype to float16 must round before the next op reads
+ * it, or fused and unfused evaluation would disagree. float32 and int64 need nothing. */
+static void normalize(lz_dtype t, int64_t n, void *reg) {
+    float *f = reg;
+    int64_t *q = reg;
+    switch (t) {
+    case LZ_F16: for (int64_t i = 0; i < n; i++) f[i] = lz_f16_to_f32(lz_f32_to_f16(f[i])); return;
+    case LZ_BF16: for (int64_t i = 0; i < n; i++) f[i] = lz_bf16_to_f32(lz_f32_to_bf16(f[i])); return;
+    case LZ_I32: for (int64_t i = 0; i < n; i++) q[i] = (int32_t)(uint32_t)q[i]; return;
+    case LZ_U8: for (int64_t i = 0; i < n; i++) q[i] = (uint8_t)q[i]; return;
+    case LZ_BOOL: for (int64_t i = 0; i < n; i++) q[i] = q[i] != 0; return;
+    default: return;
+    }
+}
+
+static const void *run_tile(const cpu_program *p, int64_t start, int64_t n, void *scratch,
+                            void *dst, bool fill) {
     const lz_fused *g = p->g;
     const void *regs[2 * LZ_FUSE_MAX];
-    char *slot = scratch;
-    for (int j = 0; j < g->nleaves; j++, slot += LZ_TILE * 8)
-        regs[j] = leaf_reg(p, j, rep_of(g->leaves[j]->dtype), start, n, slot);
+    char *slots = scratch;
+    int nl = g->nleaves;
+    for (int j = 0; j < nl; j++)
+        regs[j] = leaf_reg(p, j, start, n, slots + (int64_t)p->slot[j] * LZ_TILE * 8, fill);
     if (!g->ninstr) return regs[0];
-    for (int k = 0; k < g->ninstr; k++, slot += LZ_TILE * 8) {
+    for (int k = 0; k < g->ninstr; k++) {
         const lz_array *node = g->instr[k].node;
         const int *src = g->instr[k].src;
-        void *out = slot;
-        if (k == g->ninstr - 1 && dst &&
-            ((rep_of(node->dtype) == REP_F && node->dtype == LZ_F32) || node->dtype == LZ_I64))
+        void *out = slots + (int64_t)p->slot[nl + k] * LZ_TILE * 8;
+        if (k == g->ninstr - 1 && dst && (node->dtype == LZ_F32 || node->dtype == LZ_I64))
             out = dst;
         const void *in[3] = {NULL, NULL, NULL};
         for (int i = 0; i < node->ninputs; i++) in[i] = regs[src[i]];
-        if (node->prim == LZ_P_CAST || node->prim == LZ_P_COPY) {
-            int from = rep_of(reg_dtype(g, src[0])), to = rep_of(node->dtype);
-            if (from == to) {
-                if (to == REP_F || node->dtype == LZ_I64 || node->dtype == LZ_I32 ||
-                    reg_dtype(g, src[0]) == node->dtype) {
-                    if (out != in[0]) memcpy(out, in[0], (size_t)n * 8 / (to == REP_F ? 2 : 1));
-                } else {   /* narrowing between integer types: wrap like the stored dtype */
-                    const int64_t *a = in[0];
-                    int64_t *o = out;
-                    for (int64_t i = 0; i < n; i++)
-                        o[i] = node->dtype == LZ_BOOL ? a[i] != 0 : (int64_t)(uint8_t)a[i];
-                }
-            } else if (to == REP_F) {
-                const int64_t *a = in[0];
-                float *o = out;
-                for (int64_t i = 0; i < n; i++) o[i] = (float)a[i];
-            } else {
-                const float *a = in[0];
-                int64_t *o = out;
-                if (node->dtype == LZ_BOOL)
-                    for (int64_t i = 0; i < n; i++) o[i] = a[i] != 0;
-                else
-                    for (int64_t i = 0; i < n; i++)
-                        o[i] = a[i] != a[i] ? 0 : a[i] >= 9.2e18f ? INT64_MAX
-                             : a[i] <= -9.2e18f ? INT64_MIN : (int64_t)a[i];
-            }
-        } else {
-            int vrep = rep_of(reg_dtype(g, src[node->prim == LZ_P_WHERE ? 1 : 0]));
-            ew_fn f = vrep == REP_F ? cpu_ew[node->prim].f : cpu_ew[node->prim].i;
-            f(n, out, in[0], in[1], in[2], &node->params);
-        }
-        regs[g->nleaves + k] = out;
+        if (p->op[k].f) p->op[k].f(n, out, in[0], in[1], in[2], &node->params);
+        else convert(node, reg_dtype(g, src[0]), n, out, in[0]);
+        if (p->op[k].normalize) normalize(node->dtype, n, out);
+        regs[nl + k] = out;
     }
-    return regs[g->nleaves + g->ninstr - 1];
+    return regs[nl + g->ninstr - 1];
 }
+
+const void *cpu_program_run(const cpu_program *p, int64_t start, int64_t n, void *scratch,
+                            void *dst) {
+    return run_tile(p, start, n, scratch, dst, true);
+}
+
+/* Tile of the elementwise engine (at most LZ_TILE, the register size). Shorter tiles than
+ * the register size measured faster on long arrays: each tile reads its leaves in one burst
+ * and writes its output in another, and shorter bursts spread over the compute leave the
+ * hardware prefetcher less to catch up with (see bench/bench_elementwise.c). */
+#ifndef EW_TILE
+#define EW_TILE 256
+#endif
 
 static int run_elementwise(const lz_fused *g) {
     cpu_program p;
     cpu_program_init(&p, g, NULL);
     lz_array *out = g->out;
-    int64_t n = lz_size(out), ntiles = (n + LZ_TILE - 1) / LZ_TILE;
+    int64_t n = lz_size(out), ntiles = (n + EW_TILE - 1) / EW_TILE;
     size_t es = lz_dtype_size(out->dtype), scratch = cpu_program_scratch(&p);
     int rep = rep_of(out->dtype);
     char *dst0 = out->buf->data;
@@ -184,23 +312,26 @@ static int run_elementwise(const lz_fused *g) {
     #pragma omp parallel num_threads(threads)
     {
         void *s = malloc(scratch);
+        bool fill = true;
         if (!s) {
             #pragma omp atomic write
             failed = 1;
         }
-        #pragma omp for schedule(static)
+        #pragma omp for schedule(dynamic, 32)   /* balances a core that another process takes */
         for (int64_t t = 0; t < ntiles; t++) {
             if (!s) continue;
-            int64_t start = t * LZ_TILE, m = n - start < LZ_TILE ? n - start : LZ_TILE;
+            int64_t start = t * EW_TILE, m = n - start < EW_TILE ? n - start : EW_TILE;
             char *dst = dst0 + start * (int64_t)es;
-            const void *v = cpu_program_run(&p, start, m, s, dst);
+            const void *v = run_tile(&p, start, m, s, dst, fill);
+            fill = false;
             if (v != dst) cpu_store(dst, out->dtype, rep, v, m);
         }
         free(s);
     }
     if (failed) { lz_fail("out of memory in the elementwise engine"); return -1; }
     uint64_t moved = (uint64_t)n * es;
-    for (int j = 0; j < g->nleaves; j++) moved += (uint64_t)n * lz_dtype_size(g->leaves[j]->dtype);
+    for (int j = 0; j < g->nleaves; j++)
+        if (!p.leaf[j].constant) moved += (uint64_t)n * lz_dtype_size(g->leaves[j]->dtype);
     lz_stats_add(1, moved, 0);
     lz_stats_add_fused((uint64_t)g->ninstr);
     return 0;
