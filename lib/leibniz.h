@@ -5,5 +5,8 @@
 #include "core/core.h"
 #include "ops/ops.h"
 #include "autograd/autograd.h"
+#include "optim/optim.h"
+#include "io/config.h"
+#include "io/image.h"
 
 #endif
