@@ -8,5 +8,6 @@
 #include "optim/optim.h"
 #include "io/config.h"
 #include "io/image.h"
+#include "io/checkpoint.h"
 
 #endif
