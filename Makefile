@@ -38,7 +38,9 @@ TESTS     := $(TEST_SRC:tests/%.c=$(B)/tests/%)
 BENCH_SRC := $(wildcard bench/bench_*.c)
 BENCHES   := $(BENCH_SRC:bench/%.c=$(B)/bench/%)
 APPS      := $(patsubst apps/%/,%,$(sort $(dir $(wildcard apps/*/*.c))))
-APP_BINS  := $(APPS:%=bin/%)
+APP_BINS  := $(APPS:%=bin/%) bin/lz-data
+DATA_TOOL_OBJ := $(patsubst %.c,$(B)/%.o,$(wildcard datasets/*.c))
+TEST_SCRIPTS := $(wildcard tests/test_*.sh)
 
 SHELL := /bin/bash
 .SECONDEXPANSION:
@@ -60,6 +62,14 @@ bin/%: $(LIB) $$(patsubst %.c,$(B)/%.o,$$(wildcard apps/%/*.c))
 	@mkdir -p bin
 	$(CC) $(CFLAGS) -o $@ $(filter %.o,$^) $(LIB) $(LDLIBS)
 
+# The dataset converter (datasets/*.c), and the data sets its scripts fetch and convert.
+bin/lz-data: $(LIB) $(DATA_TOOL_OBJ)
+	@mkdir -p bin
+	$(CC) $(CFLAGS) -o $@ $(DATA_TOOL_OBJ) $(LIB) $(LDLIBS)
+
+data/mnist.h5 data/fashion-mnist.h5 data/shakespeare.h5: | bin/lz-data
+	datasets/$(basename $(notdir $@)).sh $@
+
 $(B)/tests/%: tests/%.c tests/testutil.h $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests -o $@ $< $(LIB) $(LDLIBS) $(TEST_LIBS)
@@ -70,7 +80,7 @@ $(B)/bench/%: bench/%.c $(LIB)
 
 # Runs every test binary; a failing one fails the target after all have run.
 test: check-deps $(TESTS) all
-	@fail=0; for t in $(TESTS); do echo "== $$t"; $$t || fail=1; done; \
+	@fail=0; for t in $(TESTS) $(TEST_SCRIPTS); do echo "== $$t"; $$t || fail=1; done; \
 	if [ $$fail = 0 ]; then echo "ALL TESTS PASSED ($(VARIANT))"; else echo "TESTS FAILED ($(VARIANT))"; exit 1; fi
 
 asan:
@@ -97,7 +107,7 @@ check-deps:
 	@$(BLAS_PC) --exists openblas && pkg-config --exists $(PKGS) cmocka || { echo "missing libraries: run 'make deps' (as root)"; exit 2; }
 
 # The main job: prepare MNIST and train on it (the programs arrive with issue 6).
-mnist: all
+mnist: all data/mnist.h5
 	@if [ -x bin/train ]; then ./bin/train configs/mnist.yaml; else \
 	  echo "make mnist: the train program is not built yet (it arrives with issue 6)"; exit 2; fi
 

@@ -1,0 +1,27 @@
+/* Internal to lib/data: HDF5 helpers shared by the reader, the writer and the converters.
+ * Every function that fails leaves a message in lz_error() that names the file. */
+#ifndef LZ_DATA_H5_H
+#define LZ_DATA_H5_H
+
+#include <hdf5.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Switches HDF5's error printing off for the calling thread (the setting is per thread in
+ * a thread-safe HDF5), so the library stays silent; called by every entry point. */
+void h5_quiet(void);
+/* The most specific message on HDF5's error stack ("" when none), then clears the stack. */
+const char *h5_detail(char *buf, size_t n);
+/* "uint8", "int32", "float64", "string", ... */
+const char *h5_type_name(hid_t type, char *buf, size_t n);
+/* Opens an existing file read-only, telling apart a missing file, a folder, a file that is
+ * not HDF5 and a truncated HDF5 file. Returns the file id or H5I_INVALID_HID. */
+hid_t h5_open_read(const char *path);
+/* Reads a string-list attribute of obj (variable or fixed length strings, or one string)
+ * into one malloc'd block: *out[i] points inside it. Returns 0 when absent, else the count
+ * (> 0), or -1. */
+int h5_read_strings(const char *path, hid_t obj, const char *name, char ***out);
+/* A numeric attribute as doubles (malloc'd). Same returns. */
+int h5_read_doubles(const char *path, hid_t obj, const char *name, double **out);
+
+#endif

@@ -1,0 +1,232 @@
+/* HDF5 helpers for lib/data: silence, one-line messages, opening files for reading with a
+ * diagnosis of what is wrong with them, and string/number attributes. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include "core/core.h"
+#include "data/h5.h"
+
+void h5_quiet(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
+
+typedef struct { char *buf; size_t n; int depth; } walk_ctx;
+
+/* Walking upward starts at the innermost frame, where the real cause is described; a
+ * message mentioning truncation wins wherever it is. */
+static herr_t walk(unsigned n, const H5E_error2_t *e, void *data) {
+    walk_ctx *w = data;
+    if (!e->desc || !e->desc[0]) return 0;
+    int truncated = strstr(e->desc, "truncated") != NULL;
+    if (n == 0 || truncated || !w->buf[0]) {
+        snprintf(w->buf, w->n, "%s", e->desc);
+        if (truncated) return 1;   /* stop */
+    }
+    return 0;
+}
+
+const char *h5_detail(char *buf, size_t n) {
+    walk_ctx w = {buf, n, 0};
+    buf[0] = 0;
+    H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, walk, &w);
+    H5Eclear2(H5E_DEFAULT);
+    return buf;
+}
+
+const char *h5_type_name(hid_t type, char *buf, size_t n) {
+    size_t bits = 8 * H5Tget_size(type);
+    switch (H5Tget_class(type)) {
+    case H5T_INTEGER:
+        snprintf(buf, n, "%sint%zu", H5Tget_sign(type) == H5T_SGN_NONE ? "u" : "", bits);
+        break;
+    case H5T_FLOAT: snprintf(buf, n, "float%zu", bits); break;
+    case H5T_STRING: snprintf(buf, n, "string"); break;
+    case H5T_COMPOUND: snprintf(buf, n, "compound"); break;
+    case H5T_ENUM: snprintf(buf, n, "enum"); break;
+    case H5T_ARRAY: snprintf(buf, n, "array"); break;
+    case H5T_VLEN: snprintf(buf, n, "variable-length"); break;
+    case H5T_BITFIELD: snprintf(buf, n, "bitfield"); break;
+    default: snprintf(buf, n, "an unsupported type"); break;
+    }
+    return buf;
+}
+
+/* What a non-HDF5 file looks like, for a message that says what to do. */
+static const char *guess_format(const char *path) {
+    unsigned char m[8] = {0};
+    FILE *f = fopen(path, "rb");
+    if (!f) return "";
+    size_t got = fread(m, 1, sizeof m, f);
+    fclose(f);
+    if (got >= 2 && m[0] == 0x1f && m[1] == 0x8b) return " (it is gzip-compressed)";
+    if (got >= 8 && !memcmp(m, "\x89PNG\r\n\x1a\n", 8)) return " (it is a PNG image)";
+    if (got >= 4 && m[0] == 0 && m[1] == 0 && m[2] == 8 && m[3] >= 1 && m[3] <= 4)
+        return " (it looks like an IDX file: convert it with lz-data idx)";
+    return "";
+}
+
+hid_t h5_open_read(const char *path) {
+    struct stat st;
+    if (stat(path, &st)) {
+        lz_fail("%s: cannot open: %s", path, strerror(errno));
+        return H5I_INVALID_HID;
+    }
+    if (S_ISDIR(st.st_mode)) {
+        lz_fail("%s: is a folder, not an HDF5 dataset file", path);
+        return H5I_INVALID_HID;
+    }
+    if (st.st_size == 0) {
+        lz_fail("%s: empty file (0 bytes), not an HDF5 dataset", path);
+        return H5I_INVALID_HID;
+    }
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        lz_fail("%s: cannot open: %s", path, strerror(errno));
+        return H5I_INVALID_HID;
+    }
+    fclose(f);
+    h5_quiet();
+    char detail[256];
+#if H5_VERSION_GE(1, 12, 0)
+    htri_t is = H5Fis_accessible(path, H5P_DEFAULT);
+#else
+    htri_t is = H5Fis_hdf5(path);
+#endif
+    if (is <= 0) {
+        h5_detail(detail, sizeof detail);
+        lz_fail("%s: not an HDF5 file%s", path, guess_format(path));
+        return H5I_INVALID_HID;
+    }
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+#if H5_VERSION_GE(1, 10, 7)
+    /* We never write a file another process reads (writers rename a finished file into
+     * place), and locks fail on some network file systems. */
+    H5Pset_file_locking(fapl, 0, 1);
+#endif
+    hid_t file = H5Fopen(path, H5F_ACC_RDONLY, fapl);
+    if (file < 0) h5_detail(detail, sizeof detail);   /* before the next call clears it */
+    H5Pclose(fapl);
+    if (file >= 0) return file;
+    unsigned long long eof = 0, base = 0, stored = 0;
+    const char *t = strstr(detail, "truncated file");
+    if (t && sscanf(t, "truncated file: eof = %llu, sblock->base_addr = %llu, stored_eof = %llu",
+                    &eof, &base, &stored) == 3)
+        lz_fail("%s: truncated HDF5 file (%llu of %llu bytes): it was not written or copied "
+                "completely; create it again", path, eof, stored);
+    else if (t)
+        lz_fail("%s: truncated HDF5 file: it was not written or copied completely; create it "
+                "again", path);
+    else
+        lz_fail("%s: cannot open as HDF5: %s", path, detail[0] ? detail : "unknown error");
+    return H5I_INVALID_HID;
+}
+
+/* Opens attribute `name` of obj: 0 absent, 1 opened (*attr, *type, *n set), -1 error. */
+static int open_attr(const char *path, hid_t obj, const char *name, hid_t *attr, hid_t *type,
+                     hssize_t *n) {
+    htri_t ex = H5Aexists(obj, name);
+    if (ex == 0) return 0;
+    char d[256];
+    if (ex < 0 || (*attr = H5Aopen(obj, name, H5P_DEFAULT)) < 0) {
+        lz_fail("%s: cannot read attribute '%s': %s", path, name, h5_detail(d, sizeof d));
+        return -1;
+    }
+    *type = H5Aget_type(*attr);
+    hid_t space = H5Aget_space(*attr);
+    *n = H5Sget_simple_extent_npoints(space);
+    H5Sclose(space);
+    return 1;
+}
+
+int h5_read_strings(const char *path, hid_t obj, const char *name, char ***out) {
+    hid_t attr, type;
+    hssize_t n;
+    *out = NULL;
+    int r = open_attr(path, obj, name, &attr, &type, &n);
+    if (r <= 0) return r;
+    char tn[32], d[256];
+    int ret = -1;
+    char **tmp = NULL, *fixed = NULL;
+    hid_t mem = H5I_INVALID_HID, space = H5Aget_space(attr);
+    if (H5Tget_class(type) != H5T_STRING) {
+        lz_fail("%s: attribute '%s' has type %s, expected a list of strings", path, name,
+                h5_type_name(type, tn, sizeof tn));
+        goto done;
+    }
+    if (n <= 0) { ret = 0; goto done; }
+    size_t total = 0, fsize = H5Tget_size(type);
+    int vlen = H5Tis_variable_str(type) > 0;
+    mem = H5Tcopy(H5T_C_S1);
+    H5Tset_cset(mem, H5Tget_cset(type));
+    if (vlen) {
+        H5Tset_size(mem, H5T_VARIABLE);
+        tmp = calloc((size_t)n, sizeof *tmp);
+        if (!tmp || H5Aread(attr, mem, tmp) < 0) goto read_error;
+        for (hssize_t i = 0; i < n; i++) total += (tmp[i] ? strlen(tmp[i]) : 0) + 1;
+    } else {
+        H5Tset_size(mem, fsize);
+        H5Tset_strpad(mem, H5Tget_strpad(type));
+        fixed = malloc((size_t)n * fsize);
+        if (!fixed || H5Aread(attr, mem, fixed) < 0) goto read_error;
+        total = (size_t)n * (fsize + 1);
+    }
+    char **block = malloc((size_t)n * sizeof(char *) + total);
+    if (!block) { lz_fail("%s: out of memory reading attribute '%s'", path, name); goto done; }
+    char *p = (char *)(block + n);
+    for (hssize_t i = 0; i < n; i++) {
+        block[i] = p;
+        if (vlen) {
+            size_t len = tmp[i] ? strlen(tmp[i]) : 0;
+            memcpy(p, tmp[i] ? tmp[i] : "", len);
+            p[len] = 0;
+            p += len + 1;
+        } else {
+            size_t len = strnlen(fixed + (size_t)i * fsize, fsize);
+            memcpy(p, fixed + (size_t)i * fsize, len);
+            if (H5Tget_strpad(type) == H5T_STR_SPACEPAD) while (len && p[len - 1] == ' ') len--;
+            p[len] = 0;
+            p += fsize + 1;
+        }
+    }
+    *out = block;
+    ret = (int)n;
+    goto done;
+read_error:
+    lz_fail("%s: cannot read attribute '%s': %s", path, name, h5_detail(d, sizeof d));
+done:
+    if (tmp) { H5Dvlen_reclaim(mem, space, H5P_DEFAULT, tmp); free(tmp); }
+    free(fixed);
+    if (mem >= 0) H5Tclose(mem);
+    H5Sclose(space);
+    H5Tclose(type);
+    H5Aclose(attr);
+    return ret;
+}
+
+int h5_read_doubles(const char *path, hid_t obj, const char *name, double **out) {
+    hid_t attr, type;
+    hssize_t n;
+    *out = NULL;
+    int r = open_attr(path, obj, name, &attr, &type, &n);
+    if (r <= 0) return r;
+    char tn[32], d[256];
+    int ret = -1;
+    H5T_class_t c = H5Tget_class(type);
+    if (c != H5T_INTEGER && c != H5T_FLOAT) {
+        lz_fail("%s: attribute '%s' has type %s, expected numbers", path, name,
+                h5_type_name(type, tn, sizeof tn));
+    } else if (n <= 0) {
+        ret = 0;
+    } else if (!(*out = malloc((size_t)n * sizeof(double)))) {
+        lz_fail("%s: out of memory reading attribute '%s'", path, name);
+    } else if (H5Aread(attr, H5T_NATIVE_DOUBLE, *out) < 0) {
+        lz_fail("%s: cannot read attribute '%s': %s", path, name, h5_detail(d, sizeof d));
+        free(*out);
+        *out = NULL;
+    } else {
+        ret = (int)n;
+    }
+    H5Tclose(type);
+    H5Aclose(attr);
+    return ret;
+}
