@@ -9,5 +9,6 @@
 #include "io/config.h"
 #include "io/image.h"
 #include "io/checkpoint.h"
+#include "data/data.h"
 
 #endif
