@@ -127,7 +127,7 @@ static const unary_case unary_cases[] = {
     {"square", lz_square, r_square, -10, 10, 0.5, KEEP},
     {"sin", lz_sin, sin, -10, 10, 1, MATH},
     {"cos", lz_cos, cos, -10, 10, 1, MATH},
-    {"tanh", lz_tanh, tanh, -10, 10, 1.5, MATH},
+    {"tanh", lz_tanh, tanh, -10, 10, 2, MATH},
     {"sigmoid", lz_sigmoid, r_sigmoid, -30, 30, 2.5, MATH},
     {"relu", lz_relu, r_relu, -5, 5, 0, MATH},
     {"gelu", lz_gelu, r_gelu, -8, 8, 6, MATH},

@@ -31,7 +31,7 @@
         (void)b_; (void)c_; (void)p;                                                   \
         const int64_t *a = a_;                                                         \
         int64_t *o = out;                                                              \
-        _Pragma("omp simd") for (int64_t i = 0; i < n; i++) { int64_t x = a[i]; o[i] = (expr); }           \
+        _Pragma("omp simd") for (int64_t i = 0; i < n; i++) { int64_t x = a[i]; o[i] = (expr); } \
     }
 /* F inputs, I (0/1) output */
 #define PRED_F(name, expr)                                                             \
