@@ -9,6 +9,7 @@
 #include "io/config.h"
 #include "io/image.h"
 #include "io/checkpoint.h"
+#include "io/metrics.h"
 #include "data/data.h"
 
 #endif
