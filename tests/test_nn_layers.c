@@ -1,0 +1,892 @@
+/* Layers of lib/nn: each forward against a naive float64 reference written here, on inputs
+ * in contiguous, strided and transposed layouts; input checks name the module and shapes. */
+#include "nn_testutil.h"
+
+static const int layouts[3] = {T_CONTIG, T_STRIDED, T_TRANSPOSED};
+
+/* ---- linear, embedding ---- */
+
+static void test_linear(void **state) {
+    (void)state;
+    uint64_t seed = 11;
+    static const struct { int nd; int64_t s[3]; } xs[] = {{1, {5}}, {2, {4, 5}}, {3, {2, 3, 5}}, {2, {0, 5}}, {2, {1, 5}}};
+    for (int bias = 0; bias < 2; bias++)
+        for (size_t c = 0; c < sizeof xs / sizeof *xs; c++)
+            for (int li = 0; li < 3; li++) {
+                lz_module *m = lz_nn_linear(5, 7, bias, lz_key_new(c));
+                assert_non_null(m);
+                tarr x = t_rand(xs[c].nd, xs[c].s, LZ_F32, -2, 2, &seed, layouts[li]);
+                double *w = nt_param(m, "weight"), *b = bias ? nt_param(m, "bias") : NULL;
+                int64_t rows = x.n / 5;
+                double *ref = malloc((size_t)(rows * 7 + 1) * sizeof *ref);
+                nt_linear(x.v, rows, 5, w, b, 7, ref);
+                lz_array *y = lz_module_forward(m, x.a, NULL);
+                assert_non_null(y);
+                assert_int_equal(lz_ndim(y), xs[c].nd);
+                assert_int_equal(lz_dim(y, -1), 7);
+                t_assert_close(y, ref, rows * 7, 1e-5, 1e-5);
+                lz_release(y);
+                free(ref);
+                free(w);
+                free(b);
+                t_free(&x);
+                lz_module_free(m);
+            }
+}
+
+static void test_linear_init_bounds(void **state) {
+    (void)state;
+    /* PyTorch nn.Linear: U(-1/sqrt(in), 1/sqrt(in)) for weight and bias */
+    lz_module *m = lz_nn_linear(64, 32, true, lz_key_new(3));
+    double *w = nt_param(m, "weight"), *b = nt_param(m, "bias");
+    double bound = 1 / sqrt(64.0), mx = 0, s2 = 0;
+    for (int i = 0; i < 64 * 32; i++) { mx = fmax(mx, fabs(w[i])); s2 += w[i] * w[i]; }
+    assert_true(mx <= bound && mx > 0.95 * bound);
+    /* variance of U(-a, a) is a^2 / 3 */
+    assert_true(fabs(s2 / (64 * 32) - bound * bound / 3) < 0.1 * bound * bound / 3);
+    for (int i = 0; i < 32; i++) assert_true(fabs(b[i]) <= bound);
+    free(w);
+    free(b);
+    lz_module_free(m);
+    /* different keys give different weights, the same key the same */
+    lz_module *a = lz_nn_linear(4, 4, false, lz_key_new(1)), *a2 = lz_nn_linear(4, 4, false, lz_key_new(1));
+    lz_module *c = lz_nn_linear(4, 4, false, lz_key_new(2));
+    double *wa = nt_param(a, "weight"), *wa2 = nt_param(a2, "weight"), *wc = nt_param(c, "weight");
+    assert_memory_equal(wa, wa2, 16 * sizeof(double));
+    assert_true(memcmp(wa, wc, 16 * sizeof(double)) != 0);
+    free(wa); free(wa2); free(wc);
+    lz_module_free(a); lz_module_free(a2); lz_module_free(c);
+}
+
+static void test_linear_errors(void **state) {
+    (void)state;
+    t_assert_error(lz_nn_linear(0, 3, true, lz_key_new(0)), "linear: in (0)");
+    lz_module *m = lz_nn_linear(4, 3, true, lz_key_new(0));
+    int64_t s[2] = {2, 5};
+    lz_array *x = lz_zeros(2, s, LZ_F32);
+    t_assert_error(lz_module_forward(m, x, NULL), "linear '(root)': input float32[2,5] must end in 4 features (weight float32[3,4])");
+    lz_release(x);
+    lz_module_free(m);
+}
+
+static void test_embedding(void **state) {
+    (void)state;
+    lz_module *m = lz_nn_embedding(10, 3, lz_key_new(5));
+    double *w = nt_param(m, "weight");
+    int64_t idx[6] = {0, 9, 3, 3, -1, 5}, s[2] = {2, 3};
+    lz_array *ix = lz_from_data(idx, 2, s, LZ_I64);
+    lz_array *y = lz_module_forward(m, ix, NULL);
+    assert_int_equal(lz_ndim(y), 3);
+    double ref[18];
+    for (int i = 0; i < 6; i++)
+        for (int d = 0; d < 3; d++) ref[i * 3 + d] = w[((idx[i] + 10) % 10) * 3 + d];
+    t_assert_close(y, ref, 18, 0, 0);
+    lz_release(y);
+    /* N(0, 1) init (PyTorch nn.Embedding) */
+    lz_module *big = lz_nn_embedding(100, 100, lz_key_new(1));
+    double *wb = nt_param(big, "weight"), mean = 0, var = 0;
+    for (int i = 0; i < 10000; i++) mean += wb[i];
+    mean /= 10000;
+    for (int i = 0; i < 10000; i++) var += (wb[i] - mean) * (wb[i] - mean);
+    var /= 10000;
+    assert_true(fabs(mean) < 0.05 && fabs(var - 1) < 0.05);
+    free(wb);
+    lz_module_free(big);
+    /* float indices are refused, out of range fails at evaluation */
+    lz_array *f = lz_zeros(1, s, LZ_F32);
+    t_assert_error(lz_module_forward(m, f, NULL), "embedding '(root)': input float32[2] must hold integer indices");
+    int64_t bad[1] = {10}, one[1] = {1};
+    lz_array *bi = lz_from_data(bad, 1, one, LZ_I64);
+    lz_array *yb = lz_module_forward(m, bi, NULL);
+    assert_non_null(yb);
+    assert_int_equal(lz_eval1(yb), -1);
+    lz_release(yb);
+    lz_release(bi);
+    lz_release(f);
+    lz_release(ix);
+    free(w);
+    lz_module_free(m);
+}
+
+/* ---- convolution and pooling ---- */
+
+/* conv over [N, C, H, W] (1-d: H = KH = 1) */
+static double *ref_conv(const double *x, const int64_t *xs, const double *w, const int64_t *ws,
+                        const double *b, const int *st, const int *pad, const int *dil, int groups,
+                        int64_t *ys) {
+    int64_t n = xs[0], c = xs[1], h = xs[2], wd = xs[3], o = ws[0], cg = ws[1], kh = ws[2], kw = ws[3];
+    int64_t oh = (h + 2 * pad[0] - dil[0] * (kh - 1) - 1) / st[0] + 1;
+    int64_t ow = (wd + 2 * pad[1] - dil[1] * (kw - 1) - 1) / st[1] + 1;
+    ys[0] = n; ys[1] = o; ys[2] = oh; ys[3] = ow;
+    double *y = calloc((size_t)(n * o * oh * ow + 1), sizeof *y);
+    int64_t og = o / groups;
+    (void)c;
+    for (int64_t ni = 0; ni < n; ni++)
+        for (int64_t oi = 0; oi < o; oi++)
+            for (int64_t i = 0; i < oh; i++)
+                for (int64_t j = 0; j < ow; j++) {
+                    double s = b ? b[oi] : 0;
+                    int64_t g = oi / og;
+                    for (int64_t ci = 0; ci < cg; ci++)
+                        for (int64_t a = 0; a < kh; a++)
+                            for (int64_t bb = 0; bb < kw; bb++) {
+                                int64_t r = i * st[0] - pad[0] + a * dil[0], q = j * st[1] - pad[1] + bb * dil[1];
+                                if (r < 0 || r >= h || q < 0 || q >= wd) continue;
+                                s += x[((ni * xs[1] + g * cg + ci) * h + r) * wd + q] *
+                                     w[((oi * cg + ci) * kh + a) * kw + bb];
+                            }
+                    y[((ni * o + oi) * oh + i) * ow + j] = s;
+                }
+    return y;
+}
+
+static void test_conv2d(void **state) {
+    (void)state;
+    uint64_t seed = 21;
+    static const struct { int64_t n, c, h, w, o; int k[2], s[2], p[2], d[2], g; int bias; } cs[] = {
+        {2, 3, 7, 6, 4, {3, 3}, {1, 1}, {1, 1}, {1, 1}, 1, 1},
+        {1, 4, 9, 8, 6, {3, 2}, {2, 1}, {0, 1}, {1, 2}, 2, 0},
+        {3, 2, 5, 5, 2, {1, 1}, {1, 1}, {0, 0}, {1, 1}, 1, 1},
+        {1, 6, 6, 7, 6, {3, 3}, {2, 2}, {1, 1}, {1, 1}, 6, 1},   /* depthwise */
+    };
+    for (size_t c = 0; c < sizeof cs / sizeof *cs; c++)
+        for (int li = 0; li < 3; li++) {
+            lz_module *m = lz_nn_conv2d(cs[c].c, cs[c].o, cs[c].k, cs[c].s, cs[c].p, cs[c].d, cs[c].g,
+                                        cs[c].bias, lz_key_new(c));
+            assert_non_null(m);
+            int64_t xs[4] = {cs[c].n, cs[c].c, cs[c].h, cs[c].w};
+            tarr x = t_rand(4, xs, LZ_F32, -1, 1, &seed, layouts[li]);
+            lz_array *wa = lz_module_param(m, "weight");
+            double *w = nt_vals(wa), *b = cs[c].bias ? nt_param(m, "bias") : NULL;
+            int64_t ys[4];
+            double *ref = ref_conv(x.v, xs, w, lz_shape(wa), b, cs[c].s, cs[c].p, cs[c].d, cs[c].g, ys);
+            lz_array *y = lz_module_forward(m, x.a, NULL);
+            assert_non_null(y);
+            for (int d = 0; d < 4; d++) assert_int_equal(lz_dim(y, d), ys[d]);
+            t_assert_close(y, ref, lz_size(y), 1e-5, 1e-5);
+            lz_release(y);
+            free(ref); free(w); free(b);
+            t_free(&x);
+            lz_module_free(m);
+        }
+    /* PyTorch init bound 1/sqrt(fan_in), fan_in = C/groups * KH * KW */
+    int k[2] = {3, 3};
+    lz_module *m = lz_nn_conv2d(8, 16, k, NULL, NULL, NULL, 1, true, lz_key_new(9));
+    double *w = nt_param(m, "weight"), mx = 0;
+    for (int i = 0; i < 16 * 8 * 9; i++) mx = fmax(mx, fabs(w[i]));
+    assert_true(mx <= 1 / sqrt(72.0) && mx > 0.9 / sqrt(72.0));
+    free(w);
+    int64_t bad[4] = {1, 3, 5, 5}, tiny[4] = {1, 8, 2, 2}, three[3] = {1, 8, 5};
+    lz_array *xb = lz_zeros(4, bad, LZ_F32), *xt = lz_zeros(4, tiny, LZ_F32), *x3 = lz_zeros(3, three, LZ_F32);
+    t_assert_error(lz_module_forward(m, xb, NULL), "conv2d '(root)': input float32[1,3,5,5] has 3 channels (axis 1), expected 8 (weight float32[16,8,3,3])");
+    t_assert_error(lz_module_forward(m, xt, NULL), "is smaller than the kernel");
+    t_assert_error(lz_module_forward(m, x3, NULL), "input float32[1,8,5] must be [N, C, H, W]");
+    t_assert_error(lz_nn_conv2d(6, 4, k, NULL, NULL, NULL, 4, true, lz_key_new(0)), "divisible by groups=4");
+    lz_release(xb); lz_release(xt); lz_release(x3);
+    lz_module_free(m);
+}
+
+static void test_conv1d(void **state) {
+    (void)state;
+    uint64_t seed = 22;
+    for (int li = 0; li < 3; li++)
+        for (int g = 1; g <= 2; g++) {
+            lz_module *m = lz_nn_conv1d(4, 6, 3, 2, 1, 2, g, true, lz_key_new(g));
+            int64_t xs[3] = {2, 4, 11};
+            tarr x = t_rand(3, xs, LZ_F32, -1, 1, &seed, layouts[li]);
+            lz_array *wa = lz_module_param(m, "weight");
+            double *w = nt_vals(wa), *b = nt_param(m, "bias");
+            int64_t x4[4] = {2, 4, 1, 11}, w4[4] = {6, 4 / g, 1, 3}, ys[4];
+            int st[2] = {1, 2}, pd[2] = {0, 1}, dl[2] = {1, 2};
+            double *ref = ref_conv(x.v, x4, w, w4, b, st, pd, dl, g, ys);
+            lz_array *y = lz_module_forward(m, x.a, NULL);
+            assert_int_equal(lz_ndim(y), 3);
+            assert_int_equal(lz_dim(y, 2), ys[3]);
+            t_assert_close(y, ref, lz_size(y), 1e-5, 1e-5);
+            lz_release(y);
+            free(ref); free(w); free(b);
+            t_free(&x);
+            lz_module_free(m);
+        }
+}
+
+static void test_pools(void **state) {
+    (void)state;
+    uint64_t seed = 23;
+    int64_t xs[4] = {2, 3, 7, 6};
+    static const struct { int k[2], s[2], p[2]; } cs[] = {
+        {{2, 2}, {0, 0}, {0, 0}}, {{3, 3}, {2, 1}, {1, 1}}, {{3, 2}, {1, 2}, {0, 1}},
+    };
+    for (size_t c = 0; c < sizeof cs / sizeof *cs; c++)
+        for (int mx = 0; mx < 2; mx++) {
+            tarr x = t_rand(4, xs, LZ_F32, -3, 3, &seed, layouts[c % 3]);
+            lz_module *m = mx ? lz_nn_max_pool2d(cs[c].k, cs[c].s, cs[c].p)
+                              : lz_nn_avg_pool2d(cs[c].k, cs[c].s, cs[c].p);
+            int s0 = cs[c].s[0] ? cs[c].s[0] : cs[c].k[0], s1 = cs[c].s[1] ? cs[c].s[1] : cs[c].k[1];
+            int64_t oh = (7 + 2 * cs[c].p[0] - cs[c].k[0]) / s0 + 1, ow = (6 + 2 * cs[c].p[1] - cs[c].k[1]) / s1 + 1;
+            double *ref = malloc((size_t)(2 * 3 * oh * ow) * sizeof *ref);
+            for (int64_t nc = 0; nc < 6; nc++)
+                for (int64_t i = 0; i < oh; i++)
+                    for (int64_t j = 0; j < ow; j++) {
+                        double best = -INFINITY, sum = 0;
+                        for (int a = 0; a < cs[c].k[0]; a++)
+                            for (int b = 0; b < cs[c].k[1]; b++) {
+                                int64_t r = i * s0 - cs[c].p[0] + a, q = j * s1 - cs[c].p[1] + b;
+                                if (r < 0 || r >= 7 || q < 0 || q >= 6) continue;   /* padding: 0 for avg */
+                                double v = x.v[(nc * 7 + r) * 6 + q];
+                                best = fmax(best, v);
+                                sum += v;
+                            }
+                        /* avg counts padding (PyTorch count_include_pad=True) */
+                        ref[(nc * oh + i) * ow + j] = mx ? best : sum / (cs[c].k[0] * cs[c].k[1]);
+                    }
+            lz_array *y = lz_module_forward(m, x.a, NULL);
+            assert_non_null(y);
+            assert_int_equal(lz_dim(y, 2), oh);
+            assert_int_equal(lz_dim(y, 3), ow);
+            t_assert_close(y, ref, 6 * oh * ow, 1e-6, 1e-6);
+            lz_release(y);
+            free(ref);
+            t_free(&x);
+            lz_module_free(m);
+        }
+    int k[2] = {2, 2}, p[2] = {2, 0};
+    t_assert_error(lz_nn_max_pool2d(k, NULL, p), "padding");
+    lz_module *m = lz_nn_max_pool2d(k, NULL, NULL);
+    int64_t s3[3] = {1, 2, 3};
+    lz_array *x3 = lz_zeros(3, s3, LZ_F32);
+    t_assert_error(lz_module_forward(m, x3, NULL), "max_pool2d '(root)': input float32[1,2,3] must be [N, C, H, W]");
+    lz_release(x3);
+    lz_module_free(m);
+}
+
+static void test_adaptive_avg_pool(void **state) {
+    (void)state;
+    uint64_t seed = 24;
+    static const int64_t outs[][2] = {{1, 1}, {2, 3}, {3, 2}, {5, 4}, {7, 6}, {8, 9}};
+    int64_t xs[4] = {2, 3, 7, 6};
+    for (size_t c = 0; c < sizeof outs / sizeof *outs; c++) {
+        tarr x = t_rand(4, xs, LZ_F32, -3, 3, &seed, layouts[c % 3]);
+        int64_t oh = outs[c][0], ow = outs[c][1];
+        lz_module *m = lz_nn_adaptive_avg_pool2d(oh, ow);
+        double *ref = malloc((size_t)(6 * oh * ow) * sizeof *ref);
+        for (int64_t nc = 0; nc < 6; nc++)
+            for (int64_t i = 0; i < oh; i++)
+                for (int64_t j = 0; j < ow; j++) {
+                    int64_t r0 = i * 7 / oh, r1 = ((i + 1) * 7 + oh - 1) / oh;
+                    int64_t q0 = j * 6 / ow, q1 = ((j + 1) * 6 + ow - 1) / ow;
+                    double s = 0;
+                    for (int64_t r = r0; r < r1; r++)
+                        for (int64_t q = q0; q < q1; q++) s += x.v[(nc * 7 + r) * 6 + q];
+                    ref[(nc * oh + i) * ow + j] = s / (double)((r1 - r0) * (q1 - q0));
+                }
+        lz_array *y = lz_module_forward(m, x.a, NULL);
+        assert_non_null(y);
+        assert_int_equal(lz_dim(y, 2), oh);
+        assert_int_equal(lz_dim(y, 3), ow);
+        t_assert_close(y, ref, 6 * oh * ow, 1e-5, 1e-6);
+        lz_release(y);
+        free(ref);
+        t_free(&x);
+        lz_module_free(m);
+    }
+}
+
+static void test_flatten(void **state) {
+    (void)state;
+    uint64_t seed = 25;
+    int64_t xs[4] = {2, 3, 4, 5};
+    tarr x = t_rand(4, xs, LZ_F32, -1, 1, &seed, T_TRANSPOSED);
+    lz_module *m = lz_nn_flatten(1, -1);
+    lz_array *y = lz_module_forward(m, x.a, NULL);
+    assert_int_equal(lz_ndim(y), 2);
+    assert_int_equal(lz_dim(y, 1), 60);
+    t_assert_close(y, x.v, x.n, 0, 0);
+    lz_release(y);
+    lz_module *m2 = lz_nn_flatten(1, 2);
+    y = lz_module_forward(m2, x.a, NULL);
+    assert_int_equal(lz_ndim(y), 3);
+    assert_int_equal(lz_dim(y, 1), 12);
+    lz_release(y);
+    lz_module *bad = lz_nn_flatten(2, 7);
+    t_assert_error(lz_module_forward(bad, x.a, NULL), "flatten '(root)': cannot flatten axes 2..7 of input float32[2,3,4,5]");
+    lz_module_free(bad);
+    lz_module_free(m);
+    lz_module_free(m2);
+    t_free(&x);
+}
+
+/* ---- activations ---- */
+
+static double ref_act(int k, double x) {
+    switch (k) {
+    case 0: return x > 0 ? x : 0;
+    case 1: return x > 0 ? x : 0.1 * x;
+    case 2: return nt_gelu(x);
+    case 3: return 0.5 * x * (1 + tanh(sqrt(2 / M_PI) * (x + 0.044715 * x * x * x)));
+    case 4: return nt_silu(x);
+    case 5: return tanh(x);
+    default: return 1 / (1 + exp(-x));
+    }
+}
+
+static void test_activations(void **state) {
+    (void)state;
+    uint64_t seed = 26;
+    int64_t xs[2] = {5, 9};
+    for (int k = 0; k < 9; k++) {
+        lz_module *m = k == 0 ? lz_nn_relu() : k == 1 ? lz_nn_leaky_relu(0.1) : k == 2 ? lz_nn_gelu(false)
+                     : k == 3 ? lz_nn_gelu(true) : k == 4 ? lz_nn_silu() : k == 5 ? lz_nn_tanh()
+                     : k == 6 ? lz_nn_sigmoid() : k == 7 ? lz_nn_softmax(-1) : lz_nn_log_softmax(0);
+        tarr x = t_rand(2, xs, LZ_F32, -4, 4, &seed, layouts[k % 3]);
+        double ref[45];
+        if (k < 7) {
+            for (int i = 0; i < 45; i++) ref[i] = ref_act(k, x.v[i]);
+        } else if (k == 7) {
+            for (int r = 0; r < 5; r++) {
+                double mx = -INFINITY, s = 0;
+                for (int c = 0; c < 9; c++) mx = fmax(mx, x.v[r * 9 + c]);
+                for (int c = 0; c < 9; c++) s += exp(x.v[r * 9 + c] - mx);
+                for (int c = 0; c < 9; c++) ref[r * 9 + c] = exp(x.v[r * 9 + c] - mx) / s;
+            }
+        } else {
+            for (int c = 0; c < 9; c++) {
+                double mx = -INFINITY, s = 0;
+                for (int r = 0; r < 5; r++) mx = fmax(mx, x.v[r * 9 + c]);
+                for (int r = 0; r < 5; r++) s += exp(x.v[r * 9 + c] - mx);
+                for (int r = 0; r < 5; r++) ref[r * 9 + c] = x.v[r * 9 + c] - mx - log(s);
+            }
+        }
+        lz_array *y = lz_module_forward(m, x.a, NULL);
+        t_assert_close(y, ref, 45, 1e-5, 1e-6);
+        lz_release(y);
+        t_free(&x);
+        lz_module_free(m);
+    }
+    lz_module *l = lz_nn_lambda("exp", lz_exp);
+    assert_string_equal(lz_module_kind_of(l)->name, "exp");
+    double v[3] = {0, 1, -1}, r[3] = {1, M_E, 1 / M_E};
+    int64_t n3 = 3;
+    lz_array *x = nt_array(1, &n3, v), *y = lz_module_forward(l, x, NULL);
+    t_assert_close(y, r, 3, 1e-6, 0);
+    lz_release(x);
+    lz_release(y);
+    lz_module_free(l);
+}
+
+/* ---- dropout ---- */
+
+static void test_dropout(void **state) {
+    (void)state;
+    int64_t s[2] = {100, 100};
+    lz_array *x = lz_ones(2, s, LZ_F32);
+    lz_module *m = lz_nn_dropout(0.25);
+    t_assert_error(lz_module_forward(m, x, NULL), "dropout '(root)': training mode needs a random key");
+    lz_key k = lz_key_new(7);
+    lz_array *y = lz_module_forward(m, x, &k), *y2 = lz_module_forward(m, x, &k);
+    double *v = nt_vals(y), *v2 = nt_vals(y2);
+    int zeros = 0;
+    for (int i = 0; i < 10000; i++) {
+        assert_true(v[i] == 0 || fabs(v[i] - 1 / 0.75) < 1e-6);   /* kept values are scaled */
+        zeros += v[i] == 0;
+        assert_true(v[i] == v2[i]);                                /* same key, same mask */
+    }
+    assert_true(abs(zeros - 2500) < 200);
+    lz_key k2 = lz_key_new(8);
+    lz_array *y3 = lz_module_forward(m, x, &k2);
+    double *v3 = nt_vals(y3);
+    int same = 0;
+    for (int i = 0; i < 10000; i++) same += v3[i] == v[i];
+    assert_true(same < 9000);
+    free(v); free(v2); free(v3);
+    lz_release(y); lz_release(y2); lz_release(y3);
+    /* evaluation mode: identity, no key needed */
+    lz_module_train(m, false);
+    y = lz_module_forward(m, x, NULL);
+    double *ve = nt_vals(y);
+    for (int i = 0; i < 10000; i++) assert_true(ve[i] == 1);
+    free(ve);
+    lz_release(y);
+    /* two dropouts in one sequential get different masks from one key */
+    lz_module *seq = lz_nn_sequential(2, (lz_module *[]){lz_nn_dropout(0.5), lz_nn_dropout(0.5)});
+    lz_module *one = lz_nn_sequential(1, (lz_module *[]){lz_nn_dropout(0.5)});
+    lz_array *ys = lz_module_forward(seq, x, &k), *yo = lz_module_forward(one, x, &k);
+    double *vs = nt_vals(ys), *vo = nt_vals(yo);
+    int nz = 0;
+    for (int i = 0; i < 10000; i++) nz += vs[i] != 0;
+    /* independent masks keep 1/4; the same mask twice would keep 1/2 */
+    assert_true(abs(nz - 2500) < 250);
+    free(vs); free(vo);
+    lz_release(ys); lz_release(yo);
+    lz_module_free(seq);
+    lz_module_free(one);
+    t_assert_error(lz_nn_dropout(1.5), "dropout: p = 1.5 is not in [0, 1]");
+    lz_module *all = lz_nn_dropout(1);
+    y = lz_module_forward(all, x, &k);
+    double *va = nt_vals(y);
+    for (int i = 0; i < 10000; i++) assert_true(va[i] == 0);
+    free(va);
+    lz_release(y);
+    lz_module_free(all);
+    lz_module_free(m);
+    lz_release(x);
+}
+
+/* ---- normalisation ---- */
+
+static void test_batch_norm(void **state) {
+    (void)state;
+    uint64_t seed = 27;
+    static const struct { int nd; int64_t s[4]; } cs[] = {{2, {8, 3}}, {3, {4, 3, 5}}, {4, {3, 3, 4, 5}}};
+    for (size_t c = 0; c < 3; c++) {
+        int nd = cs[c].nd;
+        lz_module *m = nd == 4 ? lz_nn_batch_norm2d(3, 1e-5, 0.1, true) : lz_nn_batch_norm1d(3, 1e-5, 0.1, true);
+        assert_non_null(m);
+        nt_randomize(m, 0.5, 1.5, 100 + c);
+        double *w = nt_param(m, "weight"), *b = nt_param(m, "bias");
+        tarr x = t_rand(nd, cs[c].s, LZ_F32, -2, 3, &seed, layouts[c]);
+        int64_t n = cs[c].s[0], inner = x.n / (n * 3);
+        double mean[3] = {0}, var[3] = {0}, cnt = (double)(n * inner);
+        for (int64_t i = 0; i < x.n; i++) mean[(i / inner) % 3] += x.v[i] / cnt;
+        for (int64_t i = 0; i < x.n; i++) {
+            double d = x.v[i] - mean[(i / inner) % 3];
+            var[(i / inner) % 3] += d * d / cnt;
+        }
+        double *ref = malloc((size_t)x.n * sizeof *ref);
+        for (int64_t i = 0; i < x.n; i++) {
+            int ch = (int)((i / inner) % 3);
+            ref[i] = (x.v[i] - mean[ch]) / sqrt(var[ch] + 1e-5) * w[ch] + b[ch];
+        }
+        /* training: batch statistics; running statistics installed lazily */
+        lz_array *y = lz_module_forward(m, x.a, NULL);
+        assert_false(lz_is_evaluated(lz_module_param(m, "running_mean")));
+        assert_int_equal(lz_module_eval(m, 1, &y), 0);
+        assert_true(lz_is_evaluated(lz_module_param(m, "running_mean")));
+        t_assert_close(y, ref, x.n, 1e-4, 1e-5);
+        double rm[3], rv[3];
+        for (int ch = 0; ch < 3; ch++) {
+            rm[ch] = 0.1 * mean[ch];
+            rv[ch] = 0.9 + 0.1 * var[ch] * cnt / (cnt - 1);   /* unbiased, as PyTorch */
+        }
+        t_assert_close(lz_module_param(m, "running_mean"), rm, 3, 1e-5, 1e-6);
+        t_assert_close(lz_module_param(m, "running_var"), rv, 3, 1e-5, 1e-6);
+        lz_release(y);
+        /* evaluation: running statistics */
+        lz_module_train(m, false);
+        for (int64_t i = 0; i < x.n; i++) {
+            int ch = (int)((i / inner) % 3);
+            ref[i] = (x.v[i] - rm[ch]) / sqrt(rv[ch] + 1e-5) * w[ch] + b[ch];
+        }
+        y = lz_module_forward(m, x.a, NULL);
+        t_assert_close(y, ref, x.n, 1e-4, 1e-5);
+        lz_release(y);
+        free(ref); free(w); free(b);
+        t_free(&x);
+        lz_module_free(m);
+    }
+    lz_module *m = lz_nn_batch_norm2d(3, 1e-5, 0.1, false);
+    assert_null(lz_module_param(m, "weight"));
+    int64_t one[4] = {1, 3, 1, 1}, bad[4] = {2, 4, 2, 2}, b3[3] = {2, 3, 4};
+    lz_array *x1 = lz_zeros(4, one, LZ_F32), *xb = lz_zeros(4, bad, LZ_F32), *x3 = lz_zeros(3, b3, LZ_F32);
+    t_assert_error(lz_module_forward(m, x1, NULL), "batch_norm2d '(root)': training needs more than one value per channel, input is float32[1,3,1,1]");
+    t_assert_error(lz_module_forward(m, xb, NULL), "input float32[2,4,2,2] has 4 channels (axis 1), expected 3");
+    t_assert_error(lz_module_forward(m, x3, NULL), "input float32[2,3,4] must be [N, C, H, W]");
+    lz_release(x1); lz_release(xb); lz_release(x3);
+    lz_module_free(m);
+    t_assert_error(lz_nn_batch_norm1d(3, 1e-5, 1.5, true), "momentum 1.5");
+}
+
+static void test_layer_rms_norm(void **state) {
+    (void)state;
+    uint64_t seed = 28;
+    int64_t xs[3] = {2, 3, 16};
+    for (int li = 0; li < 3; li++)
+        for (int k = 0; k < 4; k++) {
+            lz_module *m = k == 0 ? lz_nn_layer_norm(16, 1e-5, true, true) : k == 1 ? lz_nn_layer_norm(16, 1e-5, true, false)
+                         : k == 2 ? lz_nn_layer_norm(16, 1e-3, false, false) : lz_nn_rms_norm(16, 1e-6, true);
+            nt_randomize(m, 0.5, 1.5, 7 + k);
+            double *w = k != 2 ? nt_param(m, "weight") : NULL, *b = k == 0 ? nt_param(m, "bias") : NULL;
+            tarr x = t_rand(3, xs, LZ_F32, -2, 3, &seed, layouts[li]);
+            double ref[96];
+            nt_norm(x.v, 6, 16, w, b, k == 2 ? 1e-3 : k == 3 ? 1e-6 : 1e-5, k == 3, ref);
+            lz_array *y = lz_module_forward(m, x.a, NULL);
+            t_assert_close(y, ref, 96, 1e-4, 1e-5);
+            lz_release(y);
+            free(w); free(b);
+            t_free(&x);
+            lz_module_free(m);
+        }
+    lz_module *m = lz_nn_rms_norm(8, 1e-6, true);
+    int64_t s[2] = {2, 7};
+    lz_array *x = lz_zeros(2, s, LZ_F32);
+    t_assert_error(lz_module_forward(m, x, NULL), "rms_norm '(root)': input float32[2,7] must end in an axis of 8");
+    lz_release(x);
+    lz_module_free(m);
+}
+
+static void test_group_norm(void **state) {
+    (void)state;
+    uint64_t seed = 29;
+    int64_t xs[4] = {2, 6, 3, 4};
+    for (int g = 1; g <= 6; g++) {
+        if (6 % g) continue;
+        lz_module *m = lz_nn_group_norm(g, 6, 1e-5, true);
+        nt_randomize(m, 0.5, 1.5, 40 + g);
+        double *w = nt_param(m, "weight"), *b = nt_param(m, "bias");
+        tarr x = t_rand(4, xs, LZ_F32, -2, 2, &seed, layouts[g % 3]);
+        int64_t per = 6 / g * 12;   /* elements of one (sample, group) */
+        double ref[144];
+        for (int64_t r = 0; r < 2 * g; r++) {
+            double mean = 0, var = 0;
+            for (int64_t i = 0; i < per; i++) mean += x.v[r * per + i] / (double)per;
+            for (int64_t i = 0; i < per; i++) var += pow(x.v[r * per + i] - mean, 2) / (double)per;
+            for (int64_t i = 0; i < per; i++) {
+                int64_t flat = r * per + i, ch = (flat / 12) % 6;
+                ref[flat] = (x.v[flat] - mean) / sqrt(var + 1e-5) * w[ch] + b[ch];
+            }
+        }
+        lz_array *y = lz_module_forward(m, x.a, NULL);
+        t_assert_close(y, ref, 144, 1e-4, 1e-5);
+        lz_release(y);
+        free(w); free(b);
+        t_free(&x);
+        lz_module_free(m);
+    }
+    t_assert_error(lz_nn_group_norm(4, 6, 1e-5, true), "divisible by groups 4");
+}
+
+/* ---- attention and transformer block ---- */
+
+/* Reference self-attention of x [B, T, D] with qkv weights [3D, D] (or NULL bias), out
+ * projection, heads H, optional causal mask and rotary embedding (rotate-half layout). */
+static void ref_attention(const double *x, int64_t bsz, int64_t t, int64_t d, const double *wqkv,
+                          const double *bqkv, const double *wo, const double *bo, int64_t heads,
+                          int causal, int rope, double theta, double *y) {
+    int64_t hd = d / heads, half = hd / 2;
+    double *qkv = malloc((size_t)(bsz * t * 3 * d) * sizeof *qkv), *att = malloc((size_t)(bsz * t * d) * sizeof *att);
+    nt_linear(x, bsz * t, d, wqkv, bqkv, 3 * d, qkv);
+    if (rope)
+        for (int64_t r = 0; r < bsz * t; r++)
+            for (int part = 0; part < 2; part++)
+                for (int64_t h = 0; h < heads; h++) {
+                    double *v = qkv + r * 3 * d + part * d + h * hd;
+                    double pos = (double)(r % t);
+                    for (int64_t i = 0; i < half; i++) {
+                        double a = pos * pow(theta, -2.0 * (double)i / (double)hd), x1 = v[i], x2 = v[i + half];
+                        v[i] = x1 * cos(a) - x2 * sin(a);
+                        v[i + half] = x2 * cos(a) + x1 * sin(a);
+                    }
+                }
+    for (int64_t b = 0; b < bsz; b++)
+        for (int64_t h = 0; h < heads; h++)
+            for (int64_t i = 0; i < t; i++) {
+                double sc[64], mx = -INFINITY, s = 0;
+                for (int64_t j = 0; j < t; j++) {
+                    sc[j] = -INFINITY;
+                    if (causal && j > i) continue;
+                    double dot = 0;
+                    for (int64_t e = 0; e < hd; e++)
+                        dot += qkv[(b * t + i) * 3 * d + h * hd + e] * qkv[(b * t + j) * 3 * d + d + h * hd + e];
+                    sc[j] = dot / sqrt((double)hd);
+                    mx = fmax(mx, sc[j]);
+                }
+                for (int64_t j = 0; j < t; j++) s += exp(sc[j] - mx);
+                for (int64_t e = 0; e < hd; e++) {
+                    double o = 0;
+                    for (int64_t j = 0; j < t; j++)
+                        o += exp(sc[j] - mx) / s * qkv[(b * t + j) * 3 * d + 2 * d + h * hd + e];
+                    att[(b * t + i) * d + h * hd + e] = o;
+                }
+            }
+    nt_linear(att, bsz * t, d, wo, bo, d, y);
+    free(qkv);
+    free(att);
+}
+
+/* the [3D, D] qkv weight (and [3D] bias) of an attention module, fused or not */
+static void qkv_of(lz_module *m, int fused, int64_t d, double **w, double **b) {
+    if (fused) {
+        *w = nt_param(m, "qkv.weight");
+        *b = lz_module_param(m, "qkv.bias") ? nt_param(m, "qkv.bias") : NULL;
+        lz_error_clear();
+        return;
+    }
+    *w = malloc((size_t)(3 * d * d) * sizeof **w);
+    *b = malloc((size_t)(3 * d) * sizeof **b);
+    const char *wn[3] = {"q.weight", "k.weight", "v.weight"}, *bn[3] = {"q.bias", "k.bias", "v.bias"};
+    for (int i = 0; i < 3; i++) {
+        double *p = nt_param(m, wn[i]), *q = nt_param(m, bn[i]);
+        memcpy(*w + i * d * d, p, (size_t)(d * d) * sizeof *p);
+        memcpy(*b + i * d, q, (size_t)d * sizeof *q);
+        free(p);
+        free(q);
+    }
+}
+
+static void test_attention(void **state) {
+    (void)state;
+    uint64_t seed = 30;
+    int64_t d = 16;
+    for (int fused = 0; fused < 2; fused++)
+        for (int causal = 0; causal < 2; causal++)
+            for (int rope = 0; rope < 2; rope++) {
+                lz_attention_opts o = {.bias = !fused || causal, .fused_qkv = fused, .causal = causal,
+                                       .rope = rope, .rope_theta = rope && causal ? 100 : 0};
+                lz_module *m = lz_nn_attention(d, 4, &o, lz_key_new(fused * 4 + causal * 2 + rope));
+                assert_non_null(m);
+                nt_randomize(m, -0.5, 0.5, 50 + causal);
+                int64_t xs[3] = {2, 7, d};
+                tarr x = t_rand(3, xs, LZ_F32, -1, 1, &seed, layouts[(fused + causal + rope) % 3]);
+                double *w, *b, *wo = nt_param(m, "out.weight"), *bo = o.bias ? nt_param(m, "out.bias") : NULL;
+                qkv_of(m, fused, d, &w, &b);
+                double ref[2 * 7 * 16];
+                ref_attention(x.v, 2, 7, d, w, b, wo, bo, 4, causal, rope, o.rope_theta ? o.rope_theta : 10000, ref);
+                lz_array *y = lz_module_forward(m, x.a, NULL);
+                assert_non_null(y);
+                t_assert_close(y, ref, x.n, 1e-4, 1e-5);
+                lz_release(y);
+                /* unbatched [T, D] gives the first batch's rows */
+                lz_array *x0 = lz_slice_axis(x.a, 0, 0, 1, 1), *x0s = lz_squeeze(x0, 0);
+                y = lz_module_forward(m, x0s, NULL);
+                assert_int_equal(lz_ndim(y), 2);
+                t_assert_close(y, ref, 7 * d, 1e-4, 1e-5);
+                lz_release(y);
+                /* a second length reuses nothing stale (RoPE tables) */
+                lz_array *x3 = lz_slice_axis(x.a, 1, 0, 3, 1);
+                double *v3 = nt_vals(x3), ref3[2 * 3 * 16];
+                ref_attention(v3, 2, 3, d, w, b, wo, bo, 4, causal, rope, o.rope_theta ? o.rope_theta : 10000, ref3);
+                y = lz_module_forward(m, x3, NULL);
+                t_assert_close(y, ref3, 2 * 3 * d, 1e-4, 1e-5);
+                lz_release(y);
+                free(v3);
+                lz_release(x3);
+                lz_release(x0);
+                lz_release(x0s);
+                free(w); free(b); free(wo); free(bo);
+                t_free(&x);
+                lz_module_free(m);
+            }
+    t_assert_error(lz_nn_attention(10, 3, NULL, lz_key_new(0)), "heads (3) must divide dim (10)");
+    lz_attention_opts o = {.rope = true};
+    t_assert_error(lz_nn_attention(12, 4, &o, lz_key_new(0)), "rope needs an even head size");
+    lz_module *m = lz_nn_attention(8, 2, NULL, lz_key_new(0));
+    int64_t s[3] = {2, 3, 6};
+    lz_array *x = lz_zeros(3, s, LZ_F32);
+    t_assert_error(lz_module_forward(m, x, NULL), "attention '(root)': input float32[2,3,6] must be [B, T, 8] or [T, 8]");
+    lz_release(x);
+    /* PyTorch nn.MultiheadAttention init: xavier_uniform qkv [3D, D], zero biases */
+    double *w = nt_param(m, "qkv.weight"), *b = nt_param(m, "qkv.bias"), mx = 0;
+    for (int i = 0; i < 3 * 64; i++) mx = fmax(mx, fabs(w[i]));
+    assert_true(mx <= sqrt(6.0 / 32) && mx > 0.8 * sqrt(6.0 / 32));
+    for (int i = 0; i < 24; i++) assert_true(b[i] == 0);
+    free(w);
+    free(b);
+    lz_module_free(m);
+}
+
+static void test_transformer_block(void **state) {
+    (void)state;
+    uint64_t seed = 31;
+    int64_t d = 16, t = 5;
+    for (int swiglu = 0; swiglu < 2; swiglu++)
+        for (int rms = 0; rms < 2; rms++) {
+            lz_block_opts o = {.d_ff = swiglu ? 24 : 0, .norm = rms ? LZ_NORM_RMS : LZ_NORM_LAYER,
+                               .mlp = swiglu ? LZ_MLP_SWIGLU : LZ_MLP_GELU, .bias = !swiglu,
+                               .causal = true, .rope = rms != 0};
+            lz_module *m = lz_nn_transformer_block(d, 2, &o, lz_key_new(swiglu * 2 + rms));
+            assert_non_null(m);
+            nt_randomize(m, -0.4, 0.4, 60 + swiglu);
+            int64_t xs[3] = {2, t, d}, rows = 2 * t, hid = swiglu ? 24 : 64;
+            tarr x = t_rand(3, xs, LZ_F32, -1, 1, &seed, layouts[swiglu + rms]);
+            double *n1w = nt_param(m, "norm1.weight"), *n2w = nt_param(m, "norm2.weight");
+            double *n1b = o.bias && !rms ? nt_param(m, "norm1.bias") : NULL, *n2b = o.bias && !rms ? nt_param(m, "norm2.bias") : NULL;
+            double *w, *b, *wo = nt_param(m, "attn.out.weight"), *bo = o.bias ? nt_param(m, "attn.out.bias") : NULL;
+            lz_module *attn = lz_module_child(m, "attn");
+            qkv_of(attn, 1, d, &w, &b);
+            double h[160], a[160], y1[160], h2[160], ref[160], *u = malloc((size_t)(rows * hid) * sizeof *u),
+                   *g = malloc((size_t)(rows * hid) * sizeof *g);
+            nt_norm(x.v, rows, d, n1w, n1b, rms ? 1e-6 : 1e-5, rms, h);
+            ref_attention(h, 2, t, d, w, b, wo, bo, 2, 1, rms, 10000, a);
+            for (int i = 0; i < rows * d; i++) y1[i] = x.v[i] + a[i];
+            nt_norm(y1, rows, d, n2w, n2b, rms ? 1e-6 : 1e-5, rms, h2);
+            if (swiglu) {
+                double *wg = nt_param(m, "mlp.gate.weight"), *wu = nt_param(m, "mlp.up.weight"), *wd = nt_param(m, "mlp.down.weight");
+                nt_linear(h2, rows, d, wg, NULL, hid, g);
+                nt_linear(h2, rows, d, wu, NULL, hid, u);
+                for (int i = 0; i < rows * hid; i++) g[i] = nt_silu(g[i]) * u[i];
+                nt_linear(g, rows, hid, wd, NULL, d, ref);
+                free(wg); free(wu); free(wd);
+            } else {
+                double *w1 = nt_param(m, "mlp.fc1.weight"), *b1 = nt_param(m, "mlp.fc1.bias");
+                double *w2 = nt_param(m, "mlp.fc2.weight"), *b2 = nt_param(m, "mlp.fc2.bias");
+                nt_linear(h2, rows, d, w1, b1, hid, g);
+                for (int i = 0; i < rows * hid; i++) g[i] = nt_gelu(g[i]);
+                nt_linear(g, rows, hid, w2, b2, d, ref);
+                free(w1); free(b1); free(w2); free(b2);
+            }
+            for (int i = 0; i < rows * d; i++) ref[i] += y1[i];
+            lz_array *y = lz_module_forward(m, x.a, NULL);
+            assert_non_null(y);
+            t_assert_close(y, ref, rows * d, 1e-4, 1e-4);
+            lz_release(y);
+            free(u); free(g); free(n1w); free(n2w); free(n1b); free(n2b);
+            free(w); free(b); free(wo); free(bo);
+            t_free(&x);
+            lz_module_free(m);
+        }
+    /* defaults: d_ff 4D; dropout children only when asked; their masks differ */
+    lz_block_opts o = {.bias = true, .dropout = 0.5};
+    lz_module *m = lz_nn_transformer_block(8, 2, &o, lz_key_new(1));
+    assert_int_equal(lz_dim(lz_module_param(m, "mlp.fc1.weight"), 0), 32);
+    assert_non_null(lz_module_child(m, "dropout2"));
+    int64_t s[3] = {1, 3, 8};
+    lz_array *x = lz_ones(3, s, LZ_F32);
+    t_assert_error(lz_module_forward(m, x, NULL), "dropout 'dropout1': training mode needs a random key");
+    lz_key k = lz_key_new(3);
+    lz_array *y = lz_module_forward(m, x, &k);
+    assert_non_null(y);
+    lz_release(y);
+    lz_block_opts sw = {.mlp = LZ_MLP_SWIGLU};
+    lz_module *m2 = lz_nn_transformer_block(12, 3, &sw, lz_key_new(1));
+    assert_int_equal(lz_dim(lz_module_param(m2, "mlp.gate.weight"), 0), 32);   /* 8/3 * 12 = 32 */
+    lz_module_free(m2);
+    lz_release(x);
+    lz_module_free(m);
+    t_assert_error(lz_nn_transformer_block(10, 3, NULL, lz_key_new(0)), "heads (3) must divide dim (10)");
+}
+
+static void test_sequential(void **state) {
+    (void)state;
+    uint64_t seed = 32;
+    lz_module *m = lz_nn_sequential(3, (lz_module *[]){lz_nn_linear(3, 8, true, lz_key_new(1)), lz_nn_tanh(),
+                                                       lz_nn_linear(8, 2, true, lz_key_new(2))});
+    assert_non_null(m);
+    int64_t xs[2] = {5, 3};
+    tarr x = t_rand(2, xs, LZ_F32, -1, 1, &seed, T_TRANSPOSED);
+    double *w0 = nt_param(m, "0.weight"), *b0 = nt_param(m, "0.bias"), *w2 = nt_param(m, "2.weight"), *b2 = nt_param(m, "2.bias");
+    double h[40], ref[10];
+    nt_linear(x.v, 5, 3, w0, b0, 8, h);
+    for (int i = 0; i < 40; i++) h[i] = tanh(h[i]);
+    nt_linear(h, 5, 8, w2, b2, 2, ref);
+    lz_array *y = lz_module_forward(m, x.a, NULL);
+    t_assert_close(y, ref, 10, 1e-5, 1e-6);
+    lz_release(y);
+    /* errors inside name the failing layer's path */
+    assert_int_equal(lz_nn_sequential_append(m, lz_nn_linear(5, 1, true, lz_key_new(3))), 0);
+    t_assert_error(lz_module_forward(m, x.a, NULL), "linear '3': input float32[5,2] must end in 5 features");
+    /* a NULL layer frees the others and keeps the constructor's error */
+    t_assert_error(lz_nn_sequential(2, (lz_module *[]){lz_nn_relu(), lz_nn_linear(0, 1, true, lz_key_new(0))}),
+                   "linear: in (0)");
+    free(w0); free(b0); free(w2); free(b2);
+    t_free(&x);
+    lz_module_free(m);
+}
+
+/* ---- initializers ---- */
+
+static void moments(lz_array *a, double *mean, double *var, double *lo, double *hi) {
+    double *v = nt_vals(a);
+    int64_t n = lz_size(a);
+    double s = 0, s2 = 0;
+    *lo = INFINITY;
+    *hi = -INFINITY;
+    for (int64_t i = 0; i < n; i++) {
+        s += v[i];
+        *lo = fmin(*lo, v[i]);
+        *hi = fmax(*hi, v[i]);
+    }
+    *mean = s / (double)n;
+    for (int64_t i = 0; i < n; i++) s2 += (v[i] - *mean) * (v[i] - *mean);
+    *var = s2 / (double)n;
+    free(v);
+}
+
+static void test_initializers(void **state) {
+    (void)state;
+    int64_t shape[4] = {64, 32, 3, 3};   /* fan_in 288, fan_out 576 */
+    double fi, fo, mean, var, lo, hi;
+    lz_init_fans(4, shape, &fi, &fo);
+    assert_true(fi == 288 && fo == 576);
+    lz_init_fans(1, shape, &fi, &fo);
+    assert_true(fi == 64 && fo == 64);
+    assert_true(fabs(lz_init_gain("relu", 0) - sqrt(2)) < 1e-12);
+    assert_true(fabs(lz_init_gain("leaky_relu", sqrt(5)) - sqrt(1.0 / 3)) < 1e-12);
+    assert_true(fabs(lz_init_gain("tanh", 0) - 5.0 / 3) < 1e-12);
+    lz_error_clear();
+    assert_true(lz_init_gain("swish", 0) == -1);
+    assert_non_null(strstr(lz_error(), "unknown nonlinearity \"swish\""));
+    lz_pool_push();
+    lz_key k = lz_key_new(4);
+    struct { lz_array *a; double mean, var, bound; } cs[] = {
+        {lz_init_zeros(4, shape, LZ_F32), 0, 0, 0},
+        {lz_init_ones(4, shape, LZ_F32), 1, 0, 1},
+        {lz_init_constant(4, shape, 0.25, LZ_F32), 0.25, 0, 0.25},
+        {lz_init_uniform(k, 4, shape, -2, 1, LZ_F32), -0.5, 9.0 / 12, 2},
+        {lz_init_normal(k, 4, shape, 1, 2, LZ_F32), 1, 4, 0},
+        /* N(0,1) truncated to [-2, 2] has variance 0.7737 */
+        {lz_init_truncated_normal(k, 4, shape, 0.5, 2, -3.5, 4.5, LZ_F32), 0.5, 4 * 0.77371, 4},
+        {lz_init_xavier_uniform(k, 4, shape, 2, LZ_F32), 0, 4 * 2.0 / 864, 2 * sqrt(6.0 / 864)},
+        {lz_init_xavier_normal(k, 4, shape, 1, LZ_F32), 0, 2.0 / 864, 0},
+        {lz_init_kaiming_uniform(k, 4, shape, sqrt(2), LZ_FAN_IN, LZ_F32), 0, 2.0 / 288, sqrt(6.0 / 288)},
+        {lz_init_kaiming_normal(k, 4, shape, sqrt(2), LZ_FAN_OUT, LZ_F32), 0, 2.0 / 576, 0},
+    };
+    for (size_t i = 0; i < sizeof cs / sizeof *cs; i++) {
+        assert_non_null(cs[i].a);
+        moments(cs[i].a, &mean, &var, &lo, &hi);
+        double sd = sqrt(cs[i].var);
+        assert_true(fabs(mean - cs[i].mean) <= 0.02 * (sd + 1e-3) * 5);
+        assert_true(fabs(var - cs[i].var) <= 0.05 * cs[i].var + 1e-12);
+        if (cs[i].bound > 0 && i >= 3) {
+            /* bounds hold and are nearly reached: uniform ones symmetric around the mean */
+            assert_true(hi <= cs[i].mean + cs[i].bound + 1e-6 || i == 3);
+            assert_true(lo >= cs[i].mean - cs[i].bound - 1e-6);
+            assert_true(hi - lo > 1.8 * cs[i].bound * (i == 3 ? 0.75 : 1));
+        }
+    }
+    /* orthogonal: rows orthonormal (wide) or columns (tall), times gain */
+    for (int tall = 0; tall < 2; tall++) {
+        int64_t s2[3] = {tall ? 12 : 4, 2, tall ? 2 : 4};   /* [12, 4] or [4, 8] after flattening */
+        lz_array *q = lz_init_orthogonal(k, 3, s2, 2, LZ_F32);
+        assert_true(lz_is_evaluated(q));
+        double *v = nt_vals(q);
+        int64_t r = s2[0], c = s2[1] * s2[2], n = tall ? c : r;
+        for (int64_t i = 0; i < n; i++)
+            for (int64_t j = 0; j < n; j++) {
+                double dot = 0;
+                for (int64_t e = 0; e < (tall ? r : c); e++)
+                    dot += tall ? v[e * c + i] * v[e * c + j] : v[i * c + e] * v[j * c + e];
+                assert_true(fabs(dot - (i == j ? 4 : 0)) < 1e-5);
+            }
+        free(v);
+    }
+    t_assert_error(lz_init_orthogonal(k, 1, shape, 1, LZ_F32), "needs at least 2 dimensions");
+    t_assert_error(lz_init_normal(k, 2, shape, 0, 1, LZ_I32), "init_normal: dtype int32 is not a float dtype");
+    t_assert_error(lz_init_truncated_normal(k, 2, shape, 0, 1, 2, -2, LZ_F32), "lo 2 must be < hi -2");
+    int64_t zero[2] = {3, 0};
+    t_assert_error(lz_init_kaiming_uniform(k, 2, zero, 1, LZ_FAN_IN, LZ_F32), "the shape has an empty fan");
+    lz_pool_pop();
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_linear),
+        cmocka_unit_test(test_linear_init_bounds),
+        cmocka_unit_test(test_linear_errors),
+        cmocka_unit_test(test_embedding),
+        cmocka_unit_test(test_conv2d),
+        cmocka_unit_test(test_conv1d),
+        cmocka_unit_test(test_pools),
+        cmocka_unit_test(test_adaptive_avg_pool),
+        cmocka_unit_test(test_flatten),
+        cmocka_unit_test(test_activations),
+        cmocka_unit_test(test_dropout),
+        cmocka_unit_test(test_batch_norm),
+        cmocka_unit_test(test_layer_rms_norm),
+        cmocka_unit_test(test_group_norm),
+        cmocka_unit_test(test_attention),
+        cmocka_unit_test(test_transformer_block),
+        cmocka_unit_test(test_sequential),
+        cmocka_unit_test(test_initializers),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
