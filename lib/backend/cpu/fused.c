@@ -191,9 +191,10 @@ size_t cpu_program_scratch(const cpu_program *p) {
 }
 
 /* Register of leaf j for [start, start+n): its memory when read in place, else its slot,
- * loaded (constants: only when `fill`, for the whole tile, since their slot is theirs). */
+ * loaded. A constant's slot is its own for the whole run: it is filled with `fill` values
+ * (0: already there from an earlier tile of this thread). */
 static const void *leaf_reg(const cpu_program *p, int j, int64_t start, int64_t n, void *slot,
-                            bool fill) {
+                            int64_t fill) {
     static const int8_t size[LZ_NDTYPES] = {[LZ_BOOL] = 1, [LZ_U8] = 1, [LZ_I32] = 4,
                                             [LZ_I64] = 8, [LZ_F16] = 2, [LZ_BF16] = 2, [LZ_F32] = 4};
     lz_dtype t = p->leaf[j].dtype;
@@ -205,11 +206,11 @@ static const void *leaf_reg(const cpu_program *p, int j, int64_t start, int64_t 
             if (rep == REP_F) {
                 float v, *f = slot;
                 load_run_f(p->leaf[j].base, t, 1, 1, &v);
-                for (int64_t i = 0; i < LZ_TILE; i++) f[i] = v;
+                for (int64_t i = 0; i < fill; i++) f[i] = v;
             } else {
                 int64_t v, *q = slot;
                 load_run_i(p->leaf[j].base, t, 1, 1, &v);
-                for (int64_t i = 0; i < LZ_TILE; i++) q[i] = v;
+                for (int64_t i = 0; i < fill; i++) q[i] = v;
             }
         }
         return slot;
@@ -262,7 +263,7 @@ static void normalize(lz_dtype t, int64_t n, void *reg) {
 }
 
 static const void *run_tile(const cpu_program *p, int64_t start, int64_t n, void *scratch,
-                            void *dst, bool fill) {
+                            void *dst, int64_t fill) {
     const lz_fused *g = p->g;
     const void *regs[2 * LZ_FUSE_MAX];
     char *slots = scratch;
@@ -288,7 +289,7 @@ static const void *run_tile(const cpu_program *p, int64_t start, int64_t n, void
 
 const void *cpu_program_run(const cpu_program *p, int64_t start, int64_t n, void *scratch,
                             void *dst) {
-    return run_tile(p, start, n, scratch, dst, true);
+    return run_tile(p, start, n, scratch, dst, n);
 }
 
 /* Tile of the elementwise engine (at most LZ_TILE, the register size). Shorter tiles than
@@ -312,7 +313,7 @@ static int run_elementwise(const lz_fused *g) {
     #pragma omp parallel num_threads(threads)
     {
         void *s = malloc(scratch);
-        bool fill = true;
+        int64_t fill = EW_TILE;   /* the first tile of each thread fills the constants */
         if (!s) {
             #pragma omp atomic write
             failed = 1;
@@ -323,7 +324,7 @@ static int run_elementwise(const lz_fused *g) {
             int64_t start = t * EW_TILE, m = n - start < EW_TILE ? n - start : EW_TILE;
             char *dst = dst0 + start * (int64_t)es;
             const void *v = run_tile(&p, start, m, s, dst, fill);
-            fill = false;
+            fill = 0;
             if (v != dst) cpu_store(dst, out->dtype, rep, v, m);
         }
         free(s);
