@@ -42,20 +42,30 @@ static int broadcast_shape(const char *op, int n, lz_array *const *xs, int *ndim
     return 0;
 }
 
-/* New reference to x cast to t and broadcast to shape (views and casts only when needed). */
-static lz_array *conform(lz_array *x, lz_dtype t, int ndim, const int64_t *shape) {
-    lz_array *c = x->dtype == t ? lz_retain(x)
-                                : lz_node(LZ_P_CAST, t, x->ndim, x->shape, 1, &x, NULL);
-    if (!c) return NULL;
-    if (c->ndim == ndim && !memcmp(c->shape, shape, (size_t)ndim * sizeof *shape)) return c;
+static lz_array *broadcast(lz_array *x, int ndim, const int64_t *shape) {
+    if (x->ndim == ndim && !memcmp(x->shape, shape, (size_t)ndim * sizeof *shape)) return lz_retain(x);
     int64_t strides[LZ_MAX_DIMS];
     for (int d = 0; d < ndim; d++) {
-        int k = d - (ndim - c->ndim);
-        strides[d] = k < 0 || c->shape[k] == 1 ? 0 : c->strides[k];
+        int k = d - (ndim - x->ndim);
+        strides[d] = k < 0 || x->shape[k] == 1 ? 0 : x->strides[k];
     }
-    lz_array *v = lz_view_of(c, ndim, shape, strides, c->offset);
-    lz_release(c);
-    return v;
+    return lz_view_of(x, ndim, shape, strides, x->offset);
+}
+
+static lz_array *cast(lz_array *x, lz_dtype t) {
+    return x->dtype == t ? lz_retain(x) : lz_node(LZ_P_CAST, t, x->ndim, x->shape, 1, &x, NULL);
+}
+
+/* New reference to x cast to t and broadcast to shape. An evaluated x is broadcast first (a
+ * view, so a leaf of the consumer's group) and cast at full shape, inside that group; a
+ * pending x is cast first, at its own shape, where the cast can join x's group (a view of a
+ * pending array is a node of its own, which fusion does not cross). */
+static lz_array *conform(lz_array *x, lz_dtype t, int ndim, const int64_t *shape) {
+    lz_array *a = lz_is_evaluated(x) ? broadcast(x, ndim, shape) : cast(x, t);
+    if (!a) return NULL;
+    lz_array *b = lz_is_evaluated(x) ? cast(a, t) : broadcast(a, ndim, shape);
+    lz_release(a);
+    return b;
 }
 
 /* Builds prim over n inputs, each conformed to `in_t`, with output dtype out_t. */
