@@ -26,14 +26,26 @@
  * buffers and the given arrays in one lz_eval. A forward repeated without evaluating chains the
  * updates (correct, but the graph grows).
  *
+ * A training step (lib/optim does the update):
+ *     lz_module_collect(model, LZ_TRAINABLE, &params);                    once
+ *     lz_module_value_and_grad(model, &params, loss_fn, ctx, &loss, 1, grads);
+ *     lz_optim_step(opt, params.n, names, values, grads, next, lr);      values = *slot
+ *     for (i...) lz_param_set(&params.items[i], next[i]);
+ *     lz_module_eval(model, 1, &loss);    parameters, buffers and loss: one graph, one eval
+ * (lz_optim_eval(opt, ...) also evaluates optimizer state that no parameter reads.)
+ *
+ * Modules are not thread-safe: one thread builds a module's graphs at a time (attention
+ * caches its RoPE tables in its state).
+ *
  * Errors. Functions return NULL / -1 and set lz_error(). Messages name the module by kind and
  * path ("linear 'blocks.3.attn.qkv': ...") and the shapes involved; an error raised by an op
- * inside a forward is prefixed with the path of the innermost module that ran it.
+ * inside a forward is prefixed with the path of the innermost module that ran it. Errors found
+ * only at evaluation (an embedding index out of range) come from the kernel and name no module.
  *
  * Ownership. lz_module_* functions that return an lz_array* return a BORROWED reference
  * (owned by the module) unless they say NEW. Forward functions and losses return NEW
  * references (autoreleased into the open pool, like ops). Constructors return a new module
- * that the caller frees with lz_module_free, unless it is handed to a parent (lz_module_add,
+ * that the caller frees with lz_module_free, unless it is handed to a parent (lz_module_add_child,
  * lz_nn_sequential, lz_module_replace), which then owns it. Functions taking child modules
  * take ownership even when they fail (so nested constructor calls never leak).
  *
@@ -78,8 +90,9 @@ lz_module *lz_module_parent(const lz_module *m);         /* NULL for a root */
 char *lz_module_path(const lz_module *m, char *buf, size_t n);
 
 /* Building a module. Names are non-empty, without '.', unique among m's parameters, buffers
- * and children. add_param / add_buffer retain `value`; add_child takes ownership of `child`
- * (freed on failure). Return 0 or -1. */
+ * and children. add_param / add_buffer retain `value` (parameters must be float arrays);
+ * add_child takes ownership of `child` (freed on failure, except a child that already has a
+ * parent, which is refused and left to its tree). Return 0 or -1. */
 int lz_module_add_param(lz_module *m, const char *name, lz_array *value);
 int lz_module_add_buffer(lz_module *m, const char *name, lz_array *value);
 int lz_module_add_child(lz_module *m, const char *name, lz_module *child);
@@ -96,8 +109,9 @@ int lz_module_num_children(const lz_module *m);
  * value's shape and dtype. 0 or -1 (unknown name, mismatched shape: named in the error). */
 int lz_module_set_param(lz_module *m, const char *path, lz_array *value);
 /* Replaces the descendant at `path` ("head", "blocks.0.mlp") by `child` (owned; freed on
- * failure), which takes the old one's name and the parent's training mode; the old module is
- * freed. 0 or -1. */
+ * failure unless it belongs to another parent), which takes the old one's name and its
+ * parent's training mode; the old module is freed. Entries collected before are invalid
+ * afterwards (collect again). 0 or -1. */
 int lz_module_replace(lz_module *m, const char *path, lz_module *child);
 
 /* Calls m's forward with a key derived from (key, m's name); NULL key: none. NEW reference.
@@ -252,7 +266,8 @@ typedef struct {
     double rope_theta;  /* 0: 10000 */
 } lz_attention_opts;
 
-/* Self-attention: x [B, T, D] (or [T, D]) -> same shape. Children: "qkv" or "q", "k", "v"
+/* Self-attention: x [B, T, D] (or [T, D]) -> same shape. opts NULL: biases, fused qkv, not
+ * causal, no rope. Children: "qkv" or "q", "k", "v"
  * (linear D -> 3D or D -> D) and "out" (D -> D). heads must divide D; rope needs an even head
  * size. RoPE rotates the two halves of each head (the GPT-NeoX / LLaMA "rotate half" layout),
  * frequency of pair i: theta^(-2i / head_dim), positions 0..T-1. Init (PyTorch
@@ -274,7 +289,9 @@ typedef struct {
 } lz_block_opts;
 
 /* Pre-norm block: x + drop(attn(norm1(x))), then x + drop(mlp(norm2(x))). Children "norm1",
- * "attn", "norm2", "mlp" (whose children are "fc1", "fc2" or "gate", "up", "down"). */
+ * "attn" (fused qkv), "norm2", "mlp" (whose children are "fc1", "fc2" or "gate", "up",
+ * "down"), and "dropout1", "dropout2" when dropout > 0. GELU is the erf form (nn.GELU's
+ * default). opts NULL: layer norm, GELU MLP of 4 D, biases, causal, no rope, no dropout. */
 lz_module *lz_nn_transformer_block(int64_t dim, int64_t heads, const lz_block_opts *opts,
                                    lz_key key);
 
@@ -347,8 +364,9 @@ lz_array *lz_init_kaiming_normal(lz_key key, int ndim, const int64_t *shape, dou
 lz_array *lz_init_orthogonal(lz_key key, int ndim, const int64_t *shape, double gain, lz_dtype t);
 
 /* ======================= LoRA ======================= */
-/* Wraps every linear module of m's tree whose path matches `pattern` (as in lz_module_freeze)
- * with a low-rank adapter: y = x W^T + b + (alpha / rank) dropout(x) A^T B^T, A [rank, in]
+/* Wraps every linear module below m whose path (relative to m) matches `pattern` (as in
+ * lz_module_freeze: "blocks.*.attn.*", "head", "*") with a low-rank adapter (training mode:
+ * dropout active, needs a key): y = x W^T + b + (alpha / rank) dropout(x) A^T B^T, A [rank, in]
  * (kaiming_uniform with a = sqrt(5), as PEFT), B [out, rank] (zeros, so the model is unchanged
  * at first). The wrapper keeps the layer's path and its "weight"/"bias" names (checkpoints of
  * the base model still load) and adds "lora_a", "lora_b". Then every parameter of m's tree that
@@ -357,8 +375,9 @@ int lz_lora_apply(lz_module *m, const char *pattern, int64_t rank, double alpha,
                   lz_key key);
 /* Merges each adapter of m's tree into its weight (W + (alpha / rank) B A, evaluated), turning
  * the wrappers back into plain linear modules with the same names; weight and bias keep their
- * frozen flags (call lz_module_unfreeze to train them again). Returns the number merged (0
- * when there are none), or -1. */
+ * frozen flags, and the rest of the tree stays as lz_lora_apply left it (frozen): call
+ * lz_module_unfreeze(m, "*") to train everything again. Returns the number merged (0 when
+ * there are none), or -1. */
 int lz_lora_merge(lz_module *m);
 
 #endif
