@@ -328,6 +328,67 @@ static void test_batch_norm_step(void **state) {
     lz_module_free(m);
 }
 
+
+/* ---- loading named arrays (checkpoints, pretrained weights) ---- */
+static void test_load(void **state) {
+    (void)state;
+    lz_module *a = net_new(), *b = net_new();
+    nt_randomize(a, -1, 1, 123);
+    lz_named_list l;
+    assert_int_equal(lz_module_collect(a, LZ_PARAMS | LZ_BUFFERS, &l), 0);
+    const char *names[8];
+    lz_array *arrays[8];
+    for (int i = 0; i < l.n; i++) { names[i] = l.items[i].name; arrays[i] = *l.items[i].slot; }
+    char *report = (char *)1;
+    assert_int_equal(lz_module_load(b, l.n, names, arrays, true, &report), 6);
+    assert_null(report);
+    int64_t xs[2] = {3, 4};
+    lz_array *x = lz_ones(2, xs, LZ_F32), *ya = lz_module_forward(a, x, NULL), *yb = lz_module_forward(b, x, NULL);
+    double *va = nt_vals(ya);
+    t_assert_close(yb, va, 9, 0, 0);
+    free(va);
+    lz_release(ya);
+    lz_release(yb);
+
+    /* fine-tuning: a new head of another size keeps its own values, the rest loads */
+    lz_module *c = net_new();
+    assert_int_equal(lz_module_replace(c, "head", lz_nn_linear(8, 5, true, lz_key_new(4))), 0);
+    lz_array *head_before = lz_module_param(c, "head.weight");
+    lz_error_clear();
+    assert_int_equal(lz_module_load(c, l.n, names, arrays, true, &report), -1);
+    assert_non_null(strstr(lz_error(), "net '(root)': load: 0 unexpected, 0 missing, 2 mismatched entries; nothing loaded (first: mismatch: head.weight is float32[5,8] in the model but float32[3,8] given)"));
+    assert_non_null(strstr(report, "mismatch: head.bias is float32[5] in the model but float32[3] given\n"));
+    free(report);
+    assert_ptr_equal(lz_module_param(c, "head.weight"), head_before);
+    assert_int_equal(lz_module_load(c, l.n, names, arrays, false, &report), 4);
+    assert_ptr_equal(lz_module_param(c, "head.weight"), head_before);
+    assert_ptr_equal(lz_module_param(c, "body.0.weight"), arrays[1]);
+    free(report);
+
+    /* unexpected and missing names */
+    const char *odd[2] = {"body.0.weight", "body.9.weight"};
+    lz_array *oa[2] = {arrays[1], arrays[1]};
+    assert_int_equal(lz_module_load(b, 2, odd, oa, false, &report), 1);
+    assert_non_null(strstr(report, "unexpected: body.9.weight float32[8,4] (the model has no such entry)\n"));
+    assert_non_null(strstr(report, "missing: head.bias float32[3] (not given; keeps its value)\n"));
+    assert_null(strstr(report, "missing: body.0.weight"));
+    free(report);
+    /* a float16 copy converts; an integer array for a float parameter does not fit */
+    lz_array *h = lz_astype(arrays[1], LZ_F16), *iv = lz_astype(arrays[1], LZ_I32);
+    assert_int_equal(lz_module_load(b, 1, odd, &h, false, NULL), 1);
+    assert_int_equal(lz_dtype_of(lz_module_param(b, "body.0.weight")), LZ_F32);
+    assert_int_equal(lz_module_load(b, 1, odd, &iv, false, &report), 0);
+    assert_non_null(strstr(report, "mismatch: body.0.weight is float32[8,4] in the model but int32[8,4] given"));
+    free(report);
+    lz_release(h);
+    lz_release(iv);
+    lz_release(x);
+    lz_named_list_free(&l);
+    lz_module_free(a);
+    lz_module_free(b);
+    lz_module_free(c);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_names_and_lookup),
@@ -336,6 +397,7 @@ int main(void) {
         cmocka_unit_test(test_error_paths),
         cmocka_unit_test(test_value_and_grad),
         cmocka_unit_test(test_batch_norm_step),
+        cmocka_unit_test(test_load),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

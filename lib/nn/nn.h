@@ -172,6 +172,17 @@ bool lz_name_match(const char *pattern, const char *name);
  * 0 or -1. */
 int lz_module_eval(lz_module *m, int n, lz_array *const *extra);
 
+/* Loads named arrays (e.g. a checkpoint's, or a pretrained model's) into m's parameters and
+ * buffers by full name. Shapes must match; float values are cast to the entry's dtype. The
+ * report (if report is not NULL: malloc'ed text the caller frees, NULL when all fit) lists one
+ * line per problem: "unexpected: NAME SHAPE" (the model has no such entry), "missing: NAME
+ * SHAPE" (an entry nobody gave; it keeps its value), "mismatch: NAME is SHAPE in the model but
+ * SHAPE given", "duplicate: NAME given twice". strict: any problem is an error and nothing is
+ * loaded; otherwise the entries that fit are loaded (fine-tuning with a new head). Returns the
+ * number of entries loaded, or -1. */
+int lz_module_load(lz_module *m, int n, const char *const *names, lz_array *const *arrays,
+                   bool strict, char **report);
+
 /* A text summary of the tree: one line per module (path, kind, describe, parameter shapes)
  * and the totals. malloc'ed: the caller free()s it. NULL on allocation failure. */
 char *lz_module_summary(lz_module *m);
