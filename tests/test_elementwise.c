@@ -614,6 +614,20 @@ static void test_astype_edges_and_half_round_trips(void **state) {
     check_ulps(lz_astype(h, LZ_BF16), rb16, NULL, 0, "float32 -> bfloat16 rounding");
     check_ulps(lz_astype(lz_astype(h, LZ_F16), LZ_BF16), r16b, NULL, 0, "float16 -> bfloat16");
 
+    /* float32 -> 16 bits over the whole range (every 4099th pattern), stored and, fused,
+     * kept in a float32 register between two casts */
+    int64_t m = 0, cap = (int64_t)(0x100000000ull / 4099) + 1;
+    float *all = malloc((size_t)cap * sizeof *all);
+    double *want = malloc((size_t)cap * sizeof *want);
+    for (uint64_t u = 777; u < 0x100000000ull; u += 4099, m++) memcpy(&all[m], &(uint32_t){(uint32_t)u}, 4);
+    lz_array *wide = from_floats((int)m, all);
+    for (int bf = 0; bf < 2; bf++) {
+        for (int64_t k = 0; k < m; k++) want[k] = round_to(all[k], bf ? BF16 : F16);
+        lz_dtype t = bf ? LZ_BF16 : LZ_F16;
+        check_ulps(lz_astype(wide, t), want, NULL, 0, "float32 -> 16 bits, stored");
+        check_ulps(lz_astype(lz_astype(wide, t), LZ_F32), want, NULL, 0, "float32 -> 16 bits, fused");
+    }
+    free(all); free(want);
     /* every float16 / bfloat16 bit pattern survives a round trip through float32, and reads
      * back as the value its bits mean */
     uint16_t *bits = malloc(65536 * sizeof *bits);
