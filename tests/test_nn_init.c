@@ -87,9 +87,44 @@ static void test_initializers(void **state) {
     lz_pool_pop();
 }
 
+
+/* the documented defaults of layers without random init (PyTorch's) and of LoRA (PEFT's) */
+static void all_equal(lz_module *m, const char *name, double v) {
+    lz_array *a = lz_module_param(m, name);
+    assert_non_null(a);
+    double *x = nt_vals(a);
+    for (int64_t i = 0; i < lz_size(a); i++)
+        if (x[i] != v) fail_msg("%s[%lld] = %g, expected %g", name, (long long)i, x[i], v);
+    free(x);
+}
+
+static void test_layer_defaults(void **state) {
+    (void)state;
+    lz_module *ln = lz_nn_layer_norm(6, 1e-5, true, true), *rn = lz_nn_rms_norm(6, 1e-6, true);
+    lz_module *bn = lz_nn_batch_norm2d(4, 1e-5, 0.1, true), *gn = lz_nn_group_norm(2, 4, 1e-5, true);
+    all_equal(ln, "weight", 1);
+    all_equal(ln, "bias", 0);
+    all_equal(rn, "weight", 1);
+    all_equal(bn, "weight", 1);
+    all_equal(bn, "bias", 0);
+    all_equal(bn, "running_mean", 0);
+    all_equal(bn, "running_var", 1);
+    all_equal(gn, "weight", 1);
+    all_equal(gn, "bias", 0);
+    lz_module *seq = lz_nn_sequential(1, (lz_module *[]){lz_nn_linear(100, 50, true, lz_key_new(1))});
+    assert_int_equal(lz_lora_apply(seq, "0", 4, 8, 0, lz_key_new(2)), 1);
+    all_equal(seq, "0.lora_b", 0);
+    double *a = nt_param(seq, "0.lora_a"), mx = 0;
+    for (int i = 0; i < 400; i++) mx = fmax(mx, fabs(a[i]));
+    assert_true(mx <= 0.1 && mx > 0.09);   /* U(-1/sqrt(in), 1/sqrt(in)), in = 100 */
+    free(a);
+    lz_module_free(ln); lz_module_free(rn); lz_module_free(bn); lz_module_free(gn); lz_module_free(seq);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_initializers),
+        cmocka_unit_test(test_layer_defaults),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

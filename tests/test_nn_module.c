@@ -82,6 +82,10 @@ static void test_names_and_lookup(void **state) {
     assert_non_null(strstr(lz_error(), "already belongs to a parent"));
     lz_release(iz);
     lz_release(z);
+    /* freeing a child detaches it */
+    assert_int_equal(lz_module_add_child(m, "extra", lz_nn_relu()), 0);
+    lz_module_free(lz_module_child(m, "extra"));
+    assert_int_equal(lz_module_num_children(m), 2);
 
     char *s = lz_module_summary(m);
     assert_non_null(s);

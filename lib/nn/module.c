@@ -98,7 +98,15 @@ static void module_free(lz_module *m) {
 }
 
 void lz_module_free(lz_module *m) {
-    if (m) module_free(m);
+    if (!m) return;
+    lz_module *p = m->parent;
+    if (p) {
+        int k = 0;
+        for (int i = 0; i < p->nchildren; i++)
+            if (p->children[i] != m) p->children[k++] = p->children[i];
+        p->nchildren = k;
+    }
+    module_free(m);
 }
 
 void *lz_module_state(const lz_module *m) { return m ? m->state : NULL; }

@@ -78,8 +78,8 @@ typedef struct {
 /* A new module of `kind` owning `state` (may be NULL). Custom modules (a model with its own
  * forward) are made this way; add parameters, buffers and children next. */
 lz_module *lz_module_new(const lz_module_kind *kind, void *state);
-/* Frees m, its children, its state and its references to parameters and buffers. m must be
- * a root (a child belongs to its parent). NULL-safe. */
+/* Frees m, its children, its state and its references to parameters and buffers; a child is
+ * first removed from its parent. NULL-safe. */
 void lz_module_free(lz_module *m);
 
 void *lz_module_state(const lz_module *m);
@@ -130,8 +130,9 @@ enum {
 };
 
 /* One parameter or buffer of a tree. `slot` points at the module's own slot: *slot is the
- * current value (borrowed). Replace it with lz_param_set. Entries stay valid until the tree's
- * STRUCTURE changes (add, replace, LoRA apply/merge, free); values may change freely. */
+ * current value (borrowed). Replace it with lz_param_set. Entries stay valid until a module
+ * holding them is freed or replaced (lz_module_replace, LoRA apply/merge, lz_module_free);
+ * values may change freely. */
 typedef struct {
     char *name;            /* full dotted name from the root given to lz_module_collect */
     lz_array **slot;
