@@ -653,15 +653,13 @@ static void test_copy_and_contiguous(void **state) {
     tarr x = t_rand(3, sh, LZ_F32, -1, 1, &seed, T_TRANSPOSED);
     tarr e = t_rand(2, z, LZ_I64, -1, 1, &seed, T_STRIDED);
     lz_pool_push();
-    assert_false(lz_is_contiguous(x.a));
     lz_array *c = lz_contiguous(x.a), *d = lz_copy(x.a);
-    assert_true(lz_is_contiguous(c) && lz_is_contiguous(d));
+    assert_true(!lz_is_contiguous(x.a) && lz_is_contiguous(c) && lz_is_contiguous(d));
     check_ulps(c, x.v, NULL, 0, "contiguous of a transposed view");
     check_ulps(d, x.v, NULL, 0, "copy of a transposed view");
     assert_ptr_equal(lz_contiguous(c), c);   /* already contiguous: the same array */
     lz_array *d2 = lz_copy(c);
-    assert_ptr_not_equal(d2, c);
-    assert_true(lz_data(d2) != lz_data(c));
+    assert_true(d2 != c && lz_data(d2) != lz_data(c));
     check_ints(lz_copy(e.a), (int64_t[1]){0}, "copy of size 0");
     check_ints(lz_contiguous(lz_astype(lz_scalar(5, LZ_I32), LZ_I64)), (int64_t[1]){5}, "0-d");
     lz_pool_pop();
@@ -715,8 +713,7 @@ static void test_fused_mixed_dtypes(void **state) {
 static void test_fused_threads_constants_and_reuse(void **state) {
     (void)state;
     int64_t n = 200003;
-    lz_array *x = lz_linspace(-3, 3, n, LZ_F32);
-    lz_array *ih = lz_arange(0, (double)n, 1, LZ_I64);
+    lz_array *x = lz_linspace(-3, 3, n, LZ_F32), *ih = lz_arange(0, (double)n, 1, LZ_I64);
     lz_pool_push();
     lz_array *y = lz_mul_scalar(x, 0.25);
     for (int i = 0; i < 12; i++) y = lz_add(lz_mul(y, x), lz_mul_scalar(x, 0.125));
@@ -729,9 +726,7 @@ static void test_fused_threads_constants_and_reuse(void **state) {
     float *xs = malloc(n * sizeof *xs), *ys = malloc(n * sizeof *ys);
     int64_t *qs = malloc(n * sizeof *qs), ns = lz_size(sl);
     double *rh = malloc(n * sizeof *rh), *rs = malloc(n * sizeof *rs);
-    lz_to_float(x, xs, n);
-    lz_to_float(y, ys, n);
-    lz_to_int(q, qs, n);
+    assert_true(!lz_to_float(x, xs, n) && !lz_to_float(y, ys, n) && !lz_to_int(q, qs, n));
     for (int64_t i = 0; i < n; i++) {
         float v = xs[i] * 0.25f;   /* the same float32 operations, in order */
         for (int j = 0; j < 12; j++) v = v * xs[i] + xs[i] * 0.125f;
