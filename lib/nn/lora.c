@@ -56,13 +56,12 @@ typedef struct {
     int n, cap;
 } paths;
 
-static void find_modules(lz_module *m, bool (*want)(const lz_module *), const char *pattern,
-                         paths *out) {
+static void find_modules(lz_module *m, bool (*want)(const lz_module *), paths *out) {
     for (int i = 0; i < lz_module_num_children(m); i++) {
         lz_module *c = lz_module_child_at(m, i);
         char p[512];
         lz_module_path(c, p, sizeof p);
-        if (want(c) && (!pattern || lz_name_match(pattern, p))) {
+        if (want(c)) {
             if (out->n == out->cap) {
                 int cap = out->cap ? 2 * out->cap : 8;
                 char **q = realloc(out->paths, (size_t)cap * sizeof *q);
@@ -73,7 +72,7 @@ static void find_modules(lz_module *m, bool (*want)(const lz_module *), const ch
             char *d = strdup(p);
             if (d) out->paths[out->n++] = d;
         }
-        find_modules(c, want, pattern, out);
+        find_modules(c, want, out);
     }
 }
 
@@ -84,7 +83,7 @@ static void paths_free(paths *p) {
 
 static bool is_lora(const lz_module *m) { return lz_module_kind_of(m) == &lora_kind; }
 
-/* The path of c relative to root m (root may be below the tree's real root). */
+/* A full path made relative to m (m may be below the tree's root). */
 static const char *relative(lz_module *m, const char *full) {
     char rp[512];
     lz_module_path(m, rp, sizeof rp);
@@ -123,7 +122,7 @@ int lz_lora_apply(lz_module *m, const char *pattern, int64_t rank, double alpha,
     paths ps = {0};
     /* patterns are relative to m: match against the path below m */
     paths all = {0};
-    find_modules(m, nn_is_linear, NULL, &all);
+    find_modules(m, nn_is_linear, &all);
     for (int i = 0; i < all.n; i++)
         if (lz_name_match(pattern, relative(m, all.paths[i]))) {
             if (ps.n == ps.cap) {
@@ -167,7 +166,7 @@ int lz_lora_apply(lz_module *m, const char *pattern, int64_t rank, double alpha,
 int lz_lora_merge(lz_module *m) {
     if (!m) return -1;
     paths ps = {0};
-    find_modules(m, is_lora, NULL, &ps);
+    find_modules(m, is_lora, &ps);
     int rc = 0;
     for (int i = 0; i < ps.n && !rc; i++) {
         const char *rel = relative(m, ps.paths[i]);
