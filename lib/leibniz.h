@@ -5,6 +5,7 @@
 #include "core/core.h"
 #include "ops/ops.h"
 #include "autograd/autograd.h"
+#include "nn/nn.h"
 #include "optim/optim.h"
 #include "io/config.h"
 #include "io/image.h"
