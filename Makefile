@@ -58,7 +58,7 @@ $(LIB): $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-bin/%: $(LIB) $$(patsubst %.c,$(B)/%.o,$$(wildcard apps/%/*.c))
+bin/%: $(LIB) $$(addprefix $(B)/,$$(subst .c,.o,$$(wildcard apps/$$*/*.c)))
 	@mkdir -p bin
 	$(CC) $(CFLAGS) -o $@ $(filter %.o,$^) $(LIB) $(LDLIBS)
 

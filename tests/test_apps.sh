@@ -1,0 +1,203 @@
+#!/usr/bin/env bash
+# The train and eval programs end to end on a slice of MNIST (512 training and 256 test
+# images cut from the IDX files of $LZ_DATA_MIRROR; skipped when there is none): the run
+# folder's files, a falling loss, eval reproducing train's accuracy, exact resume (after a
+# finished epoch and after Ctrl-C in mid-epoch), SIGINT handling, the NaN guard, and the
+# message and exit code of every error a user can cause.
+set -uo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+TRAIN=${LZ_TRAIN:-$ROOT/bin/train}
+EVAL=${LZ_EVAL:-$ROOT/bin/eval}
+TOOL=${LZ_DATA_TOOL:-$ROOT/bin/lz-data}
+CFG=$ROOT/tests/data/apps
+MNIST=${LZ_DATA_MIRROR:-}/mnist
+T=$(mktemp -d /tmp/lz_apps_XXXXXX)
+trap 'rm -rf "$T"' EXIT
+fails=0
+pass() { echo "ok   $1"; }
+fail() { echo "FAIL $1"; fails=$((fails + 1)); }
+
+for b in "$TRAIN" "$EVAL" "$TOOL"; do
+    [ -x "$b" ] || { echo "FAIL $b is not built (make $(basename "$b"))"; exit 1; }
+done
+if [ -z "${LZ_DATA_MIRROR:-}" ] || [ ! -f "$MNIST/train-images-idx3-ubyte.gz" ]; then
+    echo "skip test_apps: no MNIST source (set LZ_DATA_MIRROR to a folder with mnist/*.gz)"
+    exit 0
+fi
+
+# ---- the data: IDX slices with their own headers, converted by lz-data ----
+be32() { printf "\\x$(printf %02x $(($1 >> 24 & 255)))\\x$(printf %02x $(($1 >> 16 & 255)))\\x$(printf %02x $(($1 >> 8 & 255)))\\x$(printf %02x $(($1 & 255)))"; }
+images() { # GZ N SIDE OUT: the first N images, stored as SIDE x SIDE (the bytes are not re-cut)
+    { printf '\x00\x00\x08\x03'; be32 "$2"; be32 "$3"; be32 "$3"; zcat "$1" | tail -c +17 | head -c $(($2 * $3 * $3)); } > "$4"
+}
+labels() { { printf '\x00\x00\x08\x01'; be32 "$2"; zcat "$1" | tail -c +9 | head -c "$2"; } > "$3"; }
+images "$MNIST/train-images-idx3-ubyte.gz" 512 28 "$T/tri"
+labels "$MNIST/train-labels-idx1-ubyte.gz" 512 "$T/trl"
+images "$MNIST/t10k-images-idx3-ubyte.gz" 256 28 "$T/tei"
+labels "$MNIST/t10k-labels-idx1-ubyte.gz" 256 "$T/tel"
+images "$MNIST/t10k-images-idx3-ubyte.gz" 64 14 "$T/te14"
+labels "$MNIST/t10k-labels-idx1-ubyte.gz" 64 "$T/tel14"
+C10=--classes=0,1,2,3,4,5,6,7,8,9
+"$TOOL" idx "$T/mnist_small.h5" --split train "$T/tri" "$T/trl" --split test "$T/tei" "$T/tel" \
+    --classes 0,1,2,3,4,5,6,7,8,9 >/dev/null &&
+"$TOOL" idx "$T/mnist14.h5" --split test "$T/te14" "$T/tel14" --classes 0,1,2,3,4,5,6,7,8,9 >/dev/null ||
+    { echo "FAIL could not make the MNIST slice"; exit 1; }
+cp "$CFG"/*.yaml "$T/"
+cd "$T" || exit 1
+
+# expect NAME CODE REGEX -- command...: exit code CODE, stderr matching REGEX, and for
+# errors (code 1 or 2) exactly one line on stderr.
+expect() {
+    local name=$1 code=$2 re=$3
+    shift 4
+    "$@" >"$T/out" 2>"$T/err"
+    local rc=$? lines
+    lines=$(wc -l < "$T/err")
+    if [ $rc = "$code" ] && grep -Eq -- "$re" "$T/err" && { [ "$code" = 0 ] || [ "$lines" = 1 ]; }; then
+        pass "$name"
+    else fail "$name (exit $rc, $lines lines on stderr: $(head -c 400 "$T/err"))"; fi
+}
+json() { sed -n "s/.*\"$1\":\"\{0,1\}\([^,\"}]*\).*/\1/p" "$2"; }   # a scalar field of a JSON line
+
+# ---- a whole run ----
+if "$TRAIN" tiny.yaml >"$T/train.out" 2>"$T/train.err"; then pass "train tiny.yaml exits 0"
+else fail "train tiny.yaml (exit $?: $(head -c 400 "$T/train.err"))"; fi
+R=runs/tiny
+missing=""
+for f in config.yaml last.h5 best.h5 metrics.jsonl curves.png samples.png; do
+    [ -s "$R/$f" ] || missing="$missing $f"
+done
+[ -z "$missing" ] && pass "run folder has config.yaml, last.h5, best.h5, metrics.jsonl, curves.png, samples.png" ||
+    fail "run folder lacks$missing"
+grep -q "^name: tiny" "$R/config.yaml" && grep -q "log_format: jsonl" "$R/config.yaml" &&
+    pass "config.yaml is the effective config" || fail "config.yaml is not the effective config"
+grep -q "parameters: 50890 (50890 trainable)" "$T/train.out" && grep -q "float32\[1,64\]" "$T/train.out" &&
+    grep -q "^  out_dir: runs" "$T/train.out" &&
+    pass "prints the effective config and the model summary (shapes, 50890 parameters)" ||
+    fail "config or summary missing from the output"
+# not a terminal: plain periodic lines, one per log_every (4) steps, 32 steps in all
+[ "$(grep -c '^epoch .* step [0-9]*/32 ' "$T/train.out")" = 8 ] && ! grep -q $'\r' "$T/train.out" &&
+    pass "plain progress lines when the output is not a terminal" || fail "progress lines ($(grep -c '^epoch' "$T/train.out"))"
+first=$(grep '"kind":"train"' "$R/metrics.jsonl" | head -1 | sed 's/.*"loss":\([^,]*\).*/\1/')
+last=$(grep '"kind":"train"' "$R/metrics.jsonl" | tail -1 | sed 's/.*"loss":\([^,]*\).*/\1/')
+if awk -v a="$first" -v b="$last" 'BEGIN { exit !(b < a / 2) }'; then pass "loss falls ($first -> $last)"
+else fail "loss does not fall ($first -> $last)"; fi
+[ "$(grep -c '"kind":"eval"' "$R/metrics.jsonl")" = 2 ] && pass "validation at the end of each epoch" ||
+    fail "expected 2 eval records in metrics.jsonl"
+best=$(sed -n 's/^best test accuracy \([0-9.]*\)%.*/\1/p' "$T/train.out")
+grep -q "^time .* samples/s" "$T/train.out" && [ -n "$best" ] && pass "final summary (best accuracy $best%, time, throughput)" ||
+    fail "final summary missing"
+
+# ---- eval reproduces it ----
+if "$EVAL" "$R/best.h5" --json >"$T/eval.json" 2>"$T/err"; then
+    acc=$(json accuracy "$T/eval.json") rep=$(json reported_accuracy "$T/eval.json")
+    pct=$(awk -v a="$acc" 'BEGIN { printf "%.2f", 100 * a }')
+    [ "$acc" = "$rep" ] && [ "$pct" = "$best" ] && pass "eval best.h5 reproduces train's accuracy ($pct%)" ||
+        fail "eval accuracy $acc ($pct%), train reported $rep ($best%)"
+else fail "eval --json (exit $?: $(head -c 300 "$T/err"))"; fi
+if "$EVAL" "$R/best.h5" >"$T/eval.txt" 2>"$T/err" && grep -q "^accuracy $best%" "$T/eval.txt" &&
+   grep -q "precision *recall *f1 *support" "$T/eval.txt" && grep -q "confusion matrix" "$T/eval.txt" &&
+   [ -s "$R/confusion.png" ]; then pass "eval prints loss, accuracy, per-class P/R/F1, the confusion matrix; writes confusion.png"
+else fail "eval text output ($(head -c 300 "$T/err"))"; fi
+mkdir -p "$T/plots"
+"$EVAL" "$R" --out "$T/plots" --split train --batch-size 100 >"$T/out" 2>&1 && [ -s "$T/plots/confusion.png" ] &&
+    grep -q "split train: 512 examples" "$T/out" && pass "eval RUN_DIR --split --batch-size --out" ||
+    fail "eval with options ($(head -c 300 "$T/out"))"
+if "$EVAL" "$R/best.h5" --image "$R/samples.png" >"$T/out" 2>"$T/err" && [ "$(grep -c '^  [123]\. ' "$T/out")" = 3 ]; then
+    pass "eval --image prints the top 3 classes"
+else fail "eval --image ($(head -c 300 "$T/err"))"; fi
+
+# ---- exact resume: 2 epochs straight == 1 epoch, then 1 more ----
+"$TRAIN" tiny.yaml train.out_dir=split train.epochs=1 >/dev/null 2>&1 &&
+    "$TRAIN" tiny.yaml train.out_dir=split --resume split/tiny >"$T/out" 2>&1
+d1=$("$EVAL" "$R/last.h5" --json 2>/dev/null | sed 's/.*"params_digest":"\([0-9a-f]*\)".*/\1/')
+d2=$("$EVAL" split/tiny/last.h5 --json 2>/dev/null | sed 's/.*"params_digest":"\([0-9a-f]*\)".*/\1/')
+[ -n "$d1" ] && [ "$d1" = "$d2" ] && grep -q "resumed from split/tiny/last.h5: step 16" "$T/out" &&
+    pass "resume after epoch 1 gives the same parameters bit for bit ($d1)" || fail "resume: $d1 != $d2"
+
+# ---- Ctrl-C: the step finishes, last.h5 is written, exit 130; resuming is exact ----
+"$TRAIN" tiny.yaml train.out_dir=sig train.steps=1000000 data.val_split=null >"$T/sig.out" 2>"$T/sig.err" &
+pid=$!
+for _ in $(seq 600); do
+    [ "$(cat sig/tiny/metrics.jsonl 2>/dev/null | wc -l)" -ge 3 ] && break
+    sleep 0.05
+done
+kill -INT $pid
+wait $pid
+rc=$?
+s=$(sed -n 's/.*interrupted at step \([0-9]*\).*/\1/p' "$T/sig.err")
+if [ $rc = 130 ] && [ -n "$s" ] && [ -s sig/tiny/last.h5 ] && ! ls sig/tiny/*.tmp-* >/dev/null 2>&1; then
+    pass "SIGINT: exit 130 at step $s, last.h5 written"
+else fail "SIGINT (exit $rc, step '$s': $(head -c 300 "$T/sig.err"))"; fi
+if [ -n "$s" ]; then
+    n=$((s + 7))
+    "$TRAIN" tiny.yaml train.out_dir=sig train.steps=$n data.val_split=null --resume sig/tiny >/dev/null 2>&1
+    "$TRAIN" tiny.yaml train.out_dir=straight train.steps=$n data.val_split=null >/dev/null 2>&1
+    d1=$("$EVAL" sig/tiny/last.h5 --data mnist_small.h5 --split test --json 2>/dev/null | sed 's/.*"params_digest":"\([0-9a-f]*\)".*/\1/')
+    d2=$("$EVAL" straight/tiny/last.h5 --data mnist_small.h5 --split test --json 2>/dev/null | sed 's/.*"params_digest":"\([0-9a-f]*\)".*/\1/')
+    [ -n "$d1" ] && [ "$d1" = "$d2" ] && pass "resume after Ctrl-C in mid-epoch (step $s of $n) is exact" ||
+        fail "resume after Ctrl-C: $d1 != $d2"
+fi
+# a second Ctrl-C exits at once; the checkpoint left behind is whole
+"$TRAIN" tiny.yaml train.out_dir=sig2 train.steps=1000000 data.val_split=null train.checkpoint_every=3 >/dev/null 2>"$T/sig2.err" &
+pid=$!
+for _ in $(seq 600); do
+    [ "$(cat sig2/tiny/metrics.jsonl 2>/dev/null | wc -l)" -ge 3 ] && break
+    sleep 0.05
+done
+kill -INT $pid; kill -INT $pid
+wait $pid
+rc=$?
+if [ $rc = 130 ] && { grep -q "interrupted again" "$T/sig2.err" || grep -q "interrupted at step" "$T/sig2.err"; } &&
+   "$EVAL" sig2/tiny/last.h5 --data mnist_small.h5 --split test >/dev/null 2>&1; then
+    pass "a second SIGINT exits 130 at once; last.h5 still loads"
+else fail "second SIGINT (exit $rc: $(head -c 300 "$T/sig2.err"))"; fi
+
+# ---- the NaN guard ----
+expect "NaN loss: exit 1, names the step and the last good checkpoint" 1 \
+    "loss is (NaN|infinite) at step [0-9]+ .*last good checkpoint is runs/tiny_nan/last.h5 \(step [0-9]+\)" -- "$TRAIN" nan.yaml
+ns=$(sed -n 's/.*at step \([0-9]*\) .*/\1/p' "$T/err") cs=$(sed -n 's/.*last.h5 (step \([0-9]*\)).*/\1/p' "$T/err")
+"$EVAL" runs/tiny_nan/last.h5 --json >"$T/out" 2>&1 && [ -n "$ns" ] && [ "$cs" -lt "$ns" ] &&
+    pass "the checkpoint of step $cs (before the NaN at step $ns) is kept and loads" ||
+    fail "last good checkpoint ($(head -c 300 "$T/out"))"
+
+# ---- a CNN runs end to end ----
+"$TRAIN" tiny_cnn.yaml train.steps=4 >"$T/out" 2>&1 && "$EVAL" runs/tiny_cnn/best.h5 >/dev/null 2>&1 &&
+    grep -q "max_pool2d" "$T/out" && pass "tiny CNN: train and eval" || fail "tiny CNN ($(tail -c 300 "$T/out"))"
+
+# ---- every error a user can cause: one message, exit 2 (bad usage/config/input) ----
+expect "train without arguments: usage" 2 "^usage: train" -- "$TRAIN"
+expect "train unknown option" 2 "unknown option '--frobnicate'" -- "$TRAIN" tiny.yaml --frobnicate
+expect "missing config" 2 "nope.yaml: cannot read the config: No such file or directory" -- "$TRAIN" nope.yaml
+expect "YAML syntax error with file:line:col" 2 "bad_yaml.yaml:[0-9]+:[0-9]+: " -- "$TRAIN" bad_yaml.yaml
+expect "unknown key with file:line:col and a suggestion" 2 "bad_key.yaml:6:1: unknown .*key 'optimiser'.*did you mean 'optimizer'" -- "$TRAIN" bad_key.yaml
+expect "bad override" 2 "command line 'optimizer.lr=fast'" -- "$TRAIN" tiny.yaml optimizer.lr=fast
+expect "missing data file names the command that makes it" 2 \
+    "data file data/mnist.h5 \(data.path, command line 'data.path=data/mnist.h5'\) does not exist; make it with '.*datasets/mnist.sh data/mnist.h5'" \
+    -- "$TRAIN" tiny.yaml data.path=data/mnist.h5
+expect "missing validation split" 2 "mnist_small.h5.*valid.*data.val_split" -- "$TRAIN" tiny.yaml data.val_split=valid
+expect "model output does not match the classes (model.out)" 2 "does not fit the data.*10 classes" -- "$TRAIN" tiny.yaml model.out=5
+expect "sequential model without flatten" 2 "does not fit the data.*add a flatten layer" -- "$TRAIN" no_flatten.yaml
+touch "$T/afile"
+expect "unwritable output folder" 2 "cannot create the output folder $T/afile/runs: Not a directory \(train.out_dir\)" \
+    -- "$TRAIN" tiny.yaml train.out_dir="$T/afile/runs"
+expect "resume from a checkpoint of another model" 2 "checkpoint is from another model: .*last.h5: params: 3 shape mismatches \(1.weight: checkpoint float32\[64,784\], model float32\[32,784\]" \
+    -- "$TRAIN" other_model.yaml --resume "$R/last.h5"
+expect "resume from a missing checkpoint" 2 "--resume: nowhere does not exist" -- "$TRAIN" tiny.yaml --resume nowhere
+expect "resume with data of another shape" 2 "trained on 1x28x28 images with 10 classes, but mnist14.h5 has 1x14x14" \
+    -- "$TRAIN" tiny.yaml data.path=mnist14.h5 data.train_split=test data.val_split=null --resume "$R"
+expect "eval without arguments: usage" 2 "^usage: eval" -- "$EVAL"
+expect "eval missing checkpoint" 2 "nope.h5: cannot open" -- "$EVAL" nope.h5
+expect "eval a file that is not a checkpoint" 2 "tiny.yaml: not an HDF5 file" -- "$EVAL" tiny.yaml
+expect "eval a checkpoint with another model's config" 2 "does not match the model of other_model.yaml.*shape mismatch" \
+    -- "$EVAL" "$R/best.h5" --config other_model.yaml
+expect "eval on data of another shape" 2 "mnist14.h5: split 'test' has 1x14x14 images.*takes 1x28x28" \
+    -- "$EVAL" "$R/best.h5" --data mnist14.h5
+expect "eval missing data file" 2 "data file nope.h5 does not exist" -- "$EVAL" "$R/best.h5" --data nope.h5
+expect "eval bad --batch-size" 2 "expected a positive integer, got 'x'" -- "$EVAL" "$R/best.h5" --batch-size x
+expect "eval missing image" 2 "nope.png: cannot read the image" -- "$EVAL" "$R/best.h5" --image nope.png
+expect "eval an image that is not a PNG" 2 "tiny.yaml" -- "$EVAL" "$R/best.h5" --image tiny.yaml
+expect "eval unwritable --out" 1 "cannot write $T/afile/x/confusion.png" -- "$EVAL" "$R/best.h5" --out "$T/afile/x"
+
+[ $fails = 0 ] && echo "test_apps: all passed" || echo "test_apps: $fails failed"
+[ $fails = 0 ]
