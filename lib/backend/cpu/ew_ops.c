@@ -4,7 +4,8 @@
  * no loop-carried dependence), and without it gcc's overlap check picks the scalar loop.
  * Which rep a constructor feeds each op is fixed in lib/ops/elementwise.c.
  *
- * Vectorised (checked with -fopt-info-vec): everything but sin, cos, pow (libm calls).
+ * Vectorised (checked with -fopt-info-vec): everything but pow (a libm call), and sin/cos
+ * of |x| > 2^19 (libm, in a second pass).
  * No kernel reads floating-point exception flags, so this file tells gcc not to preserve
  * them: with trapping math on, gcc sinks the arithmetic of one side of a select into a
  * branch and then refuses to if-convert it (log, log1p, softplus stayed scalar). It must
@@ -83,8 +84,27 @@ UNARY_F(expm1_f, lz_expm1f(x))
 SQRT_LOOP(sqrt_f, v, sqrtf(x))
 SQRT_LOOP(rsqrt_f, _mm256_div_ps(_mm256_set1_ps(1.0f), v), 1.0f / sqrtf(x))
 UNARY_F(square_f, x * x)
-UNARY_F(sin_f, sinf(x))
-UNARY_F(cos_f, cosf(x))
+/* sin, cos: vectorised for |x| <= VM_TRIG_MAX. A larger finite x (rare) is left in place by
+ * the first pass (no result is that large) and finished by libm in a second, scalar one. */
+#define TRIG(name, c, libm)                                                            \
+    static void name(int64_t n, void *out, const void *a_, const void *b_, const void *c_, \
+                     const lz_params *p) {                                             \
+        (void)b_; (void)c_; (void)p;                                                   \
+        const float *a = a_;                                                           \
+        float *o = out;                                                                \
+        int big = 0;                                                                   \
+        _Pragma("omp simd reduction(|:big)") for (int64_t i = 0; i < n; i++) {          \
+            float x = a[i];                                                            \
+            int b = (fabsf(x) > VM_TRIG_MAX) & (fabsf(x) < INFINITY);                  \
+            o[i] = b ? x : vm_sincos(x, c);                                            \
+            big |= b;                                                                  \
+        }                                                                              \
+        if (big)                                                                       \
+            for (int64_t i = 0; i < n; i++)                                            \
+                if (fabsf(o[i]) > VM_TRIG_MAX) o[i] = libm(o[i]);                      \
+    }
+TRIG(sin_f, 0, sinf)
+TRIG(cos_f, 1, cosf)
 UNARY_F(tanh_f, lz_tanhf(x))
 UNARY_F(sigmoid_f, lz_sigmoidf(x))
 UNARY_F(relu_f, x <= 0 ? 0.0f : x)   /* NaN propagates */

@@ -6,7 +6,7 @@
  * them so (check with -fopt-info-vec-missed): no calls, no conditional float arithmetic.
  *
  * Max error against double libm over the whole float range (asserted, with these bounds, in
- * tests/test_elementwise.c): exp 1 ulp, log 1, log1p 2, expm1 1.5, tanh 2, erf 1.5,
+ * tests/test_elementwise.c): exp 1 ulp, log 1, log1p 2, expm1 1.5, tanh 2, erf 1.5, sin/cos 2,
  * sigmoid 2.5, softplus 2.5, silu 3.5, gelu 6 (normal results); gelu_tanh 4 + 5|u| where u
  * is its tanh argument (the float rounding of u is amplified by the function itself). IEEE
  * results at +-0, +-inf, NaN, on overflow and underflow; denormal results are produced, not
@@ -150,6 +150,28 @@ static inline float lz_tanhf(float x) {
     float r = VM_FMA(-k, VM_LN2_LO, VM_FMA(-k, VM_LN2, t));
     float q = vm_expq(r), s = vm_float((uint32_t)(n + 127) << 23);
     return copysignf(VM_FMA(-s, q, 1.0f - s) / VM_FMA(s, q, 1.0f + s), x);
+}
+
+/* sin (c = 0) or cos (c = 1) for |x| <= VM_TRIG_MAX: x = k pi/2 + r with pi/2 in three
+ * parts (the first product is exact, the rest is below 2^-70 k), then sin or cos of r on
+ * [-pi/4, pi/4] by quadrant, cos x being sin in the next quadrant. 1.6 ulp; past 2^19 the
+ * reduction loses bits and the caller uses libm. */
+#define VM_TRIG_MAX 0x1p19f
+static inline float vm_sincos(float x, int c) {
+    float k = VM_FMA(x, 0x1.45f306p-1f, VM_ROUND);   /* 2/pi */
+    uint32_t q = vm_bits(k) - vm_bits(VM_ROUND) + (uint32_t)c;
+    k -= VM_ROUND;
+    float r = VM_FMA(-k, 0x1.921fb6p+0f, x);
+    r = VM_FMA(-k, -0x1.777a5cp-25f, r);
+    r = VM_FMA(-k, -0x1.ee59dap-50f, r);
+    float s = r * r;
+    float ps = VM_FMA(VM_FMA(-0x1.9943ep-13f, s, 0x1.11073ap-7f), s, -0x1.555546p-3f);
+    float sn = VM_FMA(r * s, ps, r);                                 /* r + r^3 S(r^2) */
+    float pc = VM_FMA(VM_FMA(0x1.99eb9cp-16f, s, -0x1.6c0c34p-10f), s, 0x1.55554ap-5f);
+    float cs = VM_FMA(s * s, pc, VM_FMA(-0.5f, s, 1.0f));            /* 1 - r^2/2 + r^4 C */
+    float v = q & 1 ? cs : sn;
+    v = vm_float(vm_bits(v) ^ ((q & 2) << 30));                      /* quadrants 2, 3: - */
+    return (x == 0.0f) & !c ? x : v;                                 /* sin(-0) = -0 */
 }
 
 /* e = e^-|x| never overflows; for x < 0, sigmoid = e / (1 + e) keeps tiny results exact. */
