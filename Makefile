@@ -17,7 +17,7 @@ endif
 PKG_CFLAGS := $(shell $(BLAS_PC) --cflags openblas 2>/dev/null) $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell $(BLAS_PC) --libs openblas 2>/dev/null) $(BLAS_RPATH) $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CFLAGS  ?=
-CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g -fopenmp $(OPT) $(PKG_CFLAGS) -Ilib
+CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g -fopenmp -fno-math-errno $(OPT) $(PKG_CFLAGS) -Ilib
 LDLIBS  := $(PKG_LIBS) -lm -lpthread -fopenmp
 TEST_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
 

@@ -48,22 +48,31 @@ static inline double lz_load_scalar(const void *p, lz_dtype t) {
     }
 }
 
+/* double -> int64 without undefined behaviour: NaN gives 0, out of range saturates
+ * (what the elementwise engine's float-to-int cast does too). */
+static inline int64_t lz_double_to_int(double v) {
+    if (v != v) return 0;
+    if (v >= 9.2233720368547758e18) return INT64_MAX;
+    if (v <= -9.2233720368547758e18) return INT64_MIN;
+    return (int64_t)v;
+}
+
 static inline int64_t lz_load_int(const void *p, lz_dtype t) {
     switch (t) {
     case LZ_BOOL: return *(const uint8_t *)p != 0;
     case LZ_U8: return *(const uint8_t *)p;
     case LZ_I32: return *(const int32_t *)p;
     case LZ_I64: return *(const int64_t *)p;
-    default: return (int64_t)lz_load_scalar(p, t);
+    default: return lz_double_to_int(lz_load_scalar(p, t));
     }
 }
 
 static inline void lz_store_scalar(void *p, lz_dtype t, double v) {
     switch (t) {
     case LZ_BOOL: *(uint8_t *)p = v != 0; break;
-    case LZ_U8: *(uint8_t *)p = (uint8_t)(int64_t)v; break;
-    case LZ_I32: *(int32_t *)p = (int32_t)(int64_t)v; break;
-    case LZ_I64: *(int64_t *)p = (int64_t)v; break;
+    case LZ_U8: *(uint8_t *)p = (uint8_t)lz_double_to_int(v); break;
+    case LZ_I32: *(int32_t *)p = (int32_t)lz_double_to_int(v); break;
+    case LZ_I64: *(int64_t *)p = lz_double_to_int(v); break;
     case LZ_F16: *(uint16_t *)p = lz_f32_to_f16((float)v); break;
     case LZ_BF16: *(uint16_t *)p = lz_f32_to_bf16((float)v); break;
     case LZ_F32: *(float *)p = (float)v; break;
