@@ -154,6 +154,29 @@ static void test_allocator_cache(void **state) {
     lz_memory_set_cache_limit((size_t)1 << 28);
 }
 
+static size_t counted;
+static void *counting_alloc(size_t n) { counted += n; return aligned_alloc(64, n); }
+
+/* The allocator's source of blocks can be replaced (a GPU backend's managed memory), but
+ * only while nothing is live. */
+static void test_system_allocator_hook(void **state) {
+    (void)state;
+    lz_memory_clear_cache();
+    assert_int_equal(lz_memory().active, 0);   /* the tests before released everything */
+    {
+        assert_int_equal(lz_memory_set_system_allocator(counting_alloc, free), 0);
+        counted = 0;
+        int64_t n = 5000;
+        lz_array *x = lz_ones(1, &n, LZ_F32);
+        assert_true(lz_item(x) == 1.0);
+        assert_true(counted >= 5000 * 4);
+        assert_int_equal(lz_memory_set_system_allocator(NULL, NULL), -1);   /* x is live */
+        assert_non_null(strstr(lz_error(), "bytes are live"));
+        lz_release(x);
+        assert_int_equal(lz_memory_set_system_allocator(NULL, NULL), 0);
+    }
+}
+
 static void test_threads_same_result(void **state) {
     (void)state;
     int64_t n = 300001;
@@ -184,6 +207,7 @@ int main(void) {
         cmocka_unit_test(test_reading),
         cmocka_unit_test(test_pool_releases),
         cmocka_unit_test(test_allocator_cache),
+        cmocka_unit_test(test_system_allocator_hook),
         cmocka_unit_test(test_threads_same_result),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

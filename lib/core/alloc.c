@@ -5,7 +5,8 @@
  *
  * Buckets: sizes are rounded up to 4 steps per power of two (at most 25% waste), which keeps
  * a small number of distinct sizes for the cache to match. A CUDA backend replaces
- * sys_alloc/sys_free with managed memory; nothing above this file changes. */
+ * sys_alloc/sys_free with managed memory (lz_memory_set_system_allocator); nothing above
+ * this file changes. */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,8 +47,29 @@ static void set_default_cache_limit(void) {
     cache_limit_set = 1;
 }
 
-static void *sys_alloc(size_t n) { return aligned_alloc(ALIGN, n); }
-static void sys_free(void *p) { free(p); }
+/* Where blocks come from: host memory by default; a CUDA backend installs managed memory
+ * (cudaMallocManaged/cudaFree) through lz_memory_set_system_allocator, so that the CPU and
+ * the GPU address the same buffers and no array or op code changes. */
+static void *host_alloc(size_t n) { return aligned_alloc(ALIGN, n); }
+static void *(*sys_alloc)(size_t) = host_alloc;
+static void (*sys_free)(void *) = free;
+
+int lz_memory_set_system_allocator(void *(*alloc_fn)(size_t), void (*free_fn)(void *)) {
+    lz_memory_clear_cache();   /* cached blocks belong to the previous allocator */
+    pthread_mutex_lock(&lock);
+    size_t live = active;
+    if (!live) {
+        sys_alloc = alloc_fn ? alloc_fn : host_alloc;
+        sys_free = free_fn ? free_fn : free;
+    }
+    pthread_mutex_unlock(&lock);
+    if (live) {
+        lz_fail("lz_memory_set_system_allocator: %zu bytes are live; set it before any array "
+                "exists", live);
+        return -1;
+    }
+    return 0;
+}
 
 lz_buffer *lz_buffer_alloc(size_t nbytes) {
     int idx;

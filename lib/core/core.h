@@ -105,6 +105,11 @@ void lz_memory_set_limit(size_t bytes);        /* allocations past it fail with 
 void lz_memory_set_cache_limit(size_t bytes);  /* default: 1/8 of physical RAM */
 void lz_memory_reset_peak(void);
 void lz_memory_clear_cache(void);
+/* Replaces where the allocator gets its blocks (default: 64-byte aligned host memory); a GPU
+ * backend installs memory both devices address. alloc_fn must return 64-byte aligned memory.
+ * Only while no buffer is live (at start-up): returns 0, or -1 with lz_error() otherwise.
+ * NULL functions restore the default. */
+int lz_memory_set_system_allocator(void *(*alloc_fn)(size_t), void (*free_fn)(void *));
 
 /* ---- counters ---- */
 typedef struct {
