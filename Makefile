@@ -38,7 +38,10 @@ TESTS     := $(TEST_SRC:tests/%.c=$(B)/tests/%)
 BENCH_SRC := $(wildcard bench/bench_*.c)
 BENCHES   := $(BENCH_SRC:bench/%.c=$(B)/bench/%)
 APPS      := $(patsubst apps/%/,%,$(sort $(dir $(wildcard apps/*/*.c))))
-APP_BINS  := $(APPS:%=bin/%) bin/lz-data
+# Programs: bin/ for the release build, build/<variant>/bin for the others (so `make asan`
+# never replaces the programs `make mnist` runs).
+BIN       := $(if $(filter release,$(VARIANT)),bin,$(B)/bin)
+APP_BINS  := $(APPS:%=$(BIN)/%) $(BIN)/lz-data
 DATA_TOOL_OBJ := $(patsubst %.c,$(B)/%.o,$(wildcard datasets/*.c))
 TEST_SCRIPTS := $(wildcard tests/test_*.sh)
 
@@ -58,13 +61,13 @@ $(LIB): $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-bin/%: $(LIB) $$(addprefix $(B)/,$$(subst .c,.o,$$(wildcard apps/$$*/*.c)))
-	@mkdir -p bin
+$(BIN)/%: $(LIB) $$(addprefix $(B)/,$$(subst .c,.o,$$(wildcard apps/$$*/*.c)))
+	@mkdir -p $(BIN)
 	$(CC) $(CFLAGS) -o $@ $(filter %.o,$^) $(LIB) $(LDLIBS)
 
 # The dataset converter (datasets/*.c), and the data sets its scripts fetch and convert.
-bin/lz-data: $(LIB) $(DATA_TOOL_OBJ)
-	@mkdir -p bin
+$(BIN)/lz-data: $(LIB) $(DATA_TOOL_OBJ)
+	@mkdir -p $(BIN)
 	$(CC) $(CFLAGS) -o $@ $(DATA_TOOL_OBJ) $(LIB) $(LDLIBS)
 
 data/mnist.h5 data/fashion-mnist.h5 data/shakespeare.h5: | bin/lz-data
@@ -80,7 +83,8 @@ $(B)/bench/%: bench/%.c $(LIB)
 
 # Runs every test binary; a failing one fails the target after all have run.
 test: check-deps $(TESTS) all
-	@fail=0; for t in $(TESTS) $(TEST_SCRIPTS); do echo "== $$t"; $$t || fail=1; done; \
+	@fail=0; for t in $(TESTS) $(TEST_SCRIPTS); do echo "== $$t"; \
+	  LZ_TRAIN=$(BIN)/train LZ_EVAL=$(BIN)/eval LZ_DATA_TOOL=$(BIN)/lz-data $$t || fail=1; done; \
 	if [ $$fail = 0 ]; then echo "ALL TESTS PASSED ($(VARIANT))"; else echo "TESTS FAILED ($(VARIANT))"; exit 1; fi
 
 asan:
