@@ -259,13 +259,13 @@ static lz_array *gc_rand(int ndim, const int64_t *shape, double lo, double hi, i
 }
 
 /* A random shape of up to maxnd dims of sizes 1..4. */
-static int gc_rshape(int maxnd, int64_t *shape) {
+static inline int gc_rshape(int maxnd, int64_t *shape) {
     int nd = (int)t_uniform(&gc_seed_state, 0, maxnd + 1);
     for (int d = 0; d < nd; d++) shape[d] = 1 + (int64_t)t_uniform(&gc_seed_state, 0, 4);
     return nd;
 }
 
-static int gc_layout_of(int k) { return k % 3 == 0 ? T_CONTIG : k % 3 == 1 ? T_STRIDED : T_TRANSPOSED; }
+static inline int gc_layout_of(int k) { return k % 3 == 0 ? T_CONTIG : k % 3 == 1 ? T_STRIDED : T_TRANSPOSED; }
 
 /* gc_check(name, fn, ctx, n, inputs, opts): variadic so that opts may be a compound literal */
 #define gc_check(...) gc_check_(__VA_ARGS__, __FILE__, __LINE__)

@@ -24,6 +24,14 @@
  * tied elements. Primitives whose derivative is zero almost everywhere (sign, floor, ceil,
  * round) give zero gradients.
  *
+ * Memory: the backward graph references only what the rules need (a node's value, some of
+ * its inputs), and it is ordered so that lz_eval computes each parameter's gradient as soon as
+ * its operands exist, whatever order the caller's targets come in: the activations and
+ * cotangents of a layer die during the backward pass instead of waiting for the gradients'
+ * consumers (transform.c). Evaluate a step with the graph's builders' pools popped (keep the
+ * outputs with lz_retain): an autorelease pool's reference keeps an intermediate's buffer
+ * alive until the pool pops. lz_checkpoint trades recomputation for activation memory.
+ *
  * Ownership (as everywhere in leibniz): arrays written to `outputs` and `grads` are NEW
  * references, also registered in the caller's open autorelease pool if there is one. */
 #ifndef LZ_AUTOGRAD_H
@@ -69,6 +77,27 @@ int lz_vjp(lz_fn fn, void *ctx, int n, lz_array *const *primals, int ncot,
 /* The same values as a, through which no gradient flows (a constant for the transforms).
  * No copy: a view of a. New reference. */
 lz_array *lz_stop_gradient(lz_array *a);
+
+/* Gradient checkpointing: calls block(ctx, n, inputs, outputs) and returns its k outputs in
+ * outputs[0..k) (room for as many as the block writes), with the same values, but marked so
+ * that the transforms differentiate them by RUNNING THE BLOCK AGAIN on its inputs during the
+ * backward pass instead of keeping its intermediate values: the backward graph references
+ * the block's inputs, not its activations, which lz_eval frees once the forward has used them
+ * (memory of one block's activations at a time, for about one extra forward of the block).
+ * Outside a transform it costs nothing (the outputs are views of the block's results).
+ *
+ * The block follows lz_fn's contract and, because it is run again:
+ *   - it must be a deterministic function of its inputs (random ops with keys from ctx
+ *     are fine: the same key gives the same bits);
+ *   - every array it reads that gradients must flow to (its parameters included) must be
+ *     one of its inputs: the transforms fail with a message when the block's outputs depend
+ *     on a differentiated array by another path (e.g. a weight taken from ctx);
+ *   - block and ctx must stay valid until the transform differentiating through it returns
+ *     (the backward is built, not evaluated, inside lz_value_and_grad / lz_grad / lz_vjp).
+ * Gradients of gradients work: the recomputed block is made of ordinary ops. Checkpoints
+ * may nest (a block that checkpoints sub-blocks). Returns k, or -1 with lz_error() set
+ * (nothing written). Outputs are new references, registered in the open pool if any. */
+int lz_checkpoint(lz_fn block, void *ctx, int n, lz_array *const *inputs, lz_array **outputs);
 
 /* Fills the vjp slots of the primitive table. The transforms call it (once); call it yourself
  * only to inspect the table. Idempotent and thread-safe. */

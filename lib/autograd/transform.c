@@ -9,7 +9,10 @@
  *   2. active   which nodes depend on a wanted tracer (only those get cotangents);
  *   3. backward consumers before producers: a node's accumulated cotangent goes through its
  *               primitive's rule to its active float inputs, then is dropped, so the backward
- *               graph keeps only what the rules themselves reference.
+ *               graph keeps only what the rules themselves reference. The outputs of a
+ *               checkpointed block (checkpoint.c) are differentiated by running the block
+ *               again; parameter gradients are made dependencies of the chain so that lz_eval
+ *               frees activations during the backward pass (see "Memory order" below).
  * Nodes are found by an open-addressing table keyed by address (the scheduler's scratch
  * fields belong to lz_eval and are left alone). */
 #include <pthread.h>
@@ -73,15 +76,27 @@ static lz_array *tracer(lz_array *x) {
     return t;
 }
 
-lz_array *lz_stop_gradient(lz_array *a) {
+lz_array *ad_mark(lz_array *a, int64_t tag, int nextra, lz_array *const *extra) {
+    lz_array *small[8], **in = small;
     if (!a) return NULL;
-    if (!lz_is_pending(a)) return lz_autorelease(lz_retain(a));   /* already a constant */
-    lz_array *s = lz_node(LZ_P_VIEW, a->dtype, a->ndim, a->shape, 1, &a, NULL);
+    if (nextra + 1 > 8 && !(in = malloc((size_t)(nextra + 1) * sizeof *in)))
+        return lz_fail("autograd: out of memory");
+    in[0] = a;
+    for (int i = 0; i < nextra; i++) in[1 + i] = extra[i];
+    lz_params p = {0};
+    p.i[AD_TAG_SLOT] = tag;
+    lz_array *s = lz_node(LZ_P_VIEW, a->dtype, a->ndim, a->shape, 1 + nextra, in, &p);
+    if (in != small) free(in);
     if (!s) return NULL;
     memcpy(s->strides, a->strides, sizeof s->strides);
     s->offset = a->offset;
-    s->params.i[AD_STOP_SLOT] = AD_STOP_TAG;
-    return lz_autorelease(s);
+    return s;
+}
+
+lz_array *lz_stop_gradient(lz_array *a) {
+    if (!a) return NULL;
+    if (!lz_is_pending(a)) return lz_autorelease(lz_retain(a));   /* already a constant */
+    return lz_autorelease(ad_mark(a, AD_STOP_TAG, 0, NULL));
 }
 
 /* ---- the tape: nodes in topological order, with a pointer -> index table ---- */
@@ -94,7 +109,8 @@ typedef struct {
     size_t *val, hcap;
 } tape;
 
-enum { TRACER = 1, WANTED = 2, ACTIVE = 4 };
+/* QUEUED: a tracer in the backward's queue; SEEN: walked by reads_outside */
+enum { TRACER = 1, WANTED = 2, ACTIVE = 4, QUEUED = 8, SEEN = 16 };
 
 static size_t hash(const lz_array *a, size_t cap) {
     uint64_t h = (uint64_t)(uintptr_t)a * 0x9e3779b97f4a7c15ull;
@@ -238,53 +254,229 @@ static int accumulate(tape *t, long j, lz_array *c) {
     return 0;
 }
 
-/* 3. Runs the rules, consumers first. Tracers keep their cotangents (the results). */
-static int backward(tape *t) {
-    for (size_t k = t->n; k-- > 0;) {
-        lz_array *a = t->node[k], *ct = t->ct[k];
-        if (!ct || (t->flags[k] & TRACER)) continue;
-        t->ct[k] = NULL;
-        const lz_prim_info *p = &lz_prims[a->prim];
-        bool wanted_small[8];
-        lz_array *in_ct_small[8];
-        bool *wanted = wanted_small;
-        lz_array **in_ct = in_ct_small;
-        int any = 0, rc = 0;
-        if (a->ninputs > 8) {   /* concatenate of many arrays */
-            wanted = malloc((size_t)a->ninputs * sizeof *wanted);
-            in_ct = malloc((size_t)a->ninputs * sizeof *in_ct);
-            if (!wanted || !in_ct) {
-                free(wanted);
-                free(in_ct);
-                lz_release(ct);
-                lz_fail("autograd: out of memory");
-                return -1;
-            }
-        }
-        for (int i = 0; i < a->ninputs; i++) in_ct[i] = NULL;
-        for (int i = 0; i < a->ninputs; i++) {
-            long j = find(t, a->inputs[i]);
-            wanted[i] = j >= 0 && (t->flags[j] & ACTIVE) && lz_dtype_is_float(a->inputs[i]->dtype);
-            any |= wanted[i];
-        }
-        if (any && (p->flags & LZ_FLAG_DIFF)) {   /* else: nothing to pass on, or a constant */
-            if (p->vjp) {
-                lz_pool_push();
-                atomic_fetch_add(&calls[a->prim], 1);
-                rc = p->vjp(a, ct, wanted, in_ct);
-                for (int i = 0; i < a->ninputs && !rc; i++)
-                    if (wanted[i] && in_ct[i]) rc = accumulate(t, find(t, a->inputs[i]), in_ct[i]);
-                lz_pool_pop();
-            } else {
-                lz_fail("autograd: no vjp rule for primitive %s yet", p->name);
-                rc = -1;
-            }
-        }
-        lz_release(ct);
-        if (wanted != wanted_small) { free(wanted); free(in_ct); }
-        if (rc) return -1;
+/* ---- 3. backward ----
+ * Memory order. lz_eval orders a graph depth-first from its targets: a node runs when the
+ * first target that needs it is reached. A parameter's gradient is needed only by its own
+ * target (an optimizer update), usually reached after the whole backward chain; every value
+ * its rule references (x in x^T ct) and every cotangent on the chain would then stay alive
+ * to the end. So the chain is made to wait for them: the contributions to tracers' gradients
+ * made since the last kernel node become dependencies (a DEPENDS view, rules.h) of the
+ * cotangent of the next kernel node (matmul, norm, attention...) and of the recomputed inputs
+ * of the next checkpointed block. Evaluation then computes each weight gradient as soon as
+ * its operands exist and frees them, whatever the order of the targets. Only kernel nodes
+ * take them: their cotangents are materialised anyway, while a view inside an elementwise
+ * chain would cut a fusion. */
+typedef struct { long *v; size_t n, cap; } queue;
+
+/* Adds c to entry j's cotangent; a tracer's joins the queue. */
+static int give(tape *t, queue *q, long j, lz_array *c) {
+    if (accumulate(t, j, c)) return -1;
+    if (!(t->flags[j] & TRACER) || (t->flags[j] & QUEUED)) return 0;
+    if (q->n == q->cap) {
+        size_t cap = q->cap ? 2 * q->cap : 32;
+        long *v = realloc(q->v, cap * sizeof *v);
+        if (!v) { lz_fail("autograd: out of memory"); return -1; }
+        q->v = v;
+        q->cap = cap;
     }
+    q->v[q->n++] = j;
+    t->flags[j] |= QUEUED;
     return 0;
+}
+
+/* a, evaluated only after the queued gradients and extra[0..nextra); empties the queue.
+ * New reference. */
+static lz_array *after(tape *t, queue *q, lz_array *a, int nextra, lz_array *const *extra) {
+    lz_array **deps = malloc((q->n + (size_t)nextra + 1) * sizeof *deps);
+    if (!deps) return lz_fail("autograd: out of memory");
+    int nd = 0;
+    for (int i = 0; i < nextra; i++) deps[nd++] = extra[i];
+    for (size_t i = 0; i < q->n; i++) {
+        t->flags[q->v[i]] &= (unsigned char)~QUEUED;
+        if (t->ct[q->v[i]]) deps[nd++] = t->ct[q->v[i]];
+    }
+    q->n = 0;
+    lz_array *r = ad_mark(a, AD_DEPENDS_TAG, nd, deps);
+    free(deps);
+    return r;
+}
+
+/* One node's rule: its cotangent goes to its active float inputs, then is dropped, so the
+ * backward graph keeps only what the rules themselves reference. */
+static int node_vjp(tape *t, queue *q, size_t k) {
+    lz_array *a = t->node[k], *ct = t->ct[k];
+    t->ct[k] = NULL;
+    const lz_prim_info *p = &lz_prims[a->prim];
+    bool wanted_small[8];
+    lz_array *in_ct_small[8];
+    bool *wanted = wanted_small;
+    lz_array **in_ct = in_ct_small;
+    int any = 0, rc = 0;
+    if (a->ninputs > 8) {   /* concatenate of many arrays */
+        wanted = malloc((size_t)a->ninputs * sizeof *wanted);
+        in_ct = malloc((size_t)a->ninputs * sizeof *in_ct);
+        if (!wanted || !in_ct) {
+            free(wanted);
+            free(in_ct);
+            lz_release(ct);
+            lz_fail("autograd: out of memory");
+            return -1;
+        }
+    }
+    for (int i = 0; i < a->ninputs; i++) in_ct[i] = NULL;
+    for (int i = 0; i < a->ninputs; i++) {
+        long j = find(t, a->inputs[i]);
+        wanted[i] = j >= 0 && (t->flags[j] & ACTIVE) && lz_dtype_is_float(a->inputs[i]->dtype);
+        any |= wanted[i];
+    }
+    if (any && (p->flags & LZ_FLAG_DIFF)) {   /* else: nothing to pass on, or a constant */
+        if (p->vjp) {
+            if (p->kind == LZ_KIND_KERNEL && q->n) {
+                lz_array *w = after(t, q, ct, 0, NULL);
+                lz_release(ct);
+                ct = w;
+            }
+            lz_pool_push();
+            atomic_fetch_add(&calls[a->prim], 1);
+            rc = ct ? p->vjp(a, ct, wanted, in_ct) : -1;
+            for (int i = 0; i < a->ninputs && !rc; i++)
+                if (wanted[i] && in_ct[i]) rc = give(t, q, find(t, a->inputs[i]), in_ct[i]);
+            lz_pool_pop();
+        } else {
+            lz_fail("autograd: no vjp rule for primitive %s yet", p->name);
+            rc = -1;
+        }
+    }
+    lz_release(ct);
+    if (wanted != wanted_small) { free(wanted); free(in_ct); }
+    return rc;
+}
+
+/* Whether a checkpointed block's outputs reach a wanted tracer other than through the
+ * block's inputs (BLOCK_IN views of its record): the block read a differentiated array
+ * that it was not given, whose gradient recomputation from the inputs cannot see. Walks
+ * active nodes only, so a correct block is walked once, inside itself. */
+static int reads_outside(tape *t, const lz_array *c, const long *idx, int nout) {
+    const lz_array *rec = c->inputs[c->ninputs - 1];
+    size_t n = 0, cap = 64;
+    lz_array **stack = malloc(cap * sizeof *stack);
+    int found = 0;
+    if (!stack) return -1;
+    for (int j = 0; j < nout; j++)
+        if (idx[j] >= 0) stack[n++] = t->node[idx[j]]->inputs[0];
+    while (n && !found) {
+        lz_array *a = stack[--n];
+        long j = find(t, a);
+        if (j < 0 || !(t->flags[j] & ACTIVE) || (t->flags[j] & SEEN)) continue;
+        t->flags[j] |= SEEN;
+        if (t->flags[j] & TRACER) { found = 1; break; }
+        if (ad_tag(a) == AD_BLOCK_IN_TAG && a->inputs[1] == rec) continue;
+        if (n + (size_t)a->ninputs > cap) {
+            cap = 2 * (n + (size_t)a->ninputs);
+            lz_array **s = realloc(stack, cap * sizeof *s);
+            if (!s) { found = -1; break; }
+            stack = s;
+        }
+        for (int i = 0; i < a->ninputs; i++) stack[n++] = a->inputs[i];
+    }
+    free(stack);
+    return found;
+}
+
+/* Runs the block again on its inputs, each made to wait for `gate` (the output cotangents
+ * and the queued gradients, so that the recomputation happens during the backward pass and
+ * not with the forward), and differentiates that copy with a nested vjp. */
+static int recompute(tape *t, queue *q, lz_array *c, const ad_block *b, const long *idx,
+                     lz_array *const *cts, int nd, lz_array *const *deps) {
+    int n = b->n, rc = 0, any = 0;
+    bool *wrt = calloc((size_t)n + 1, sizeof *wrt);
+    lz_array **xr = calloc((size_t)n + 1, sizeof *xr), **g = calloc((size_t)n + 1, sizeof *g);
+    if (!wrt || !xr || !g) {
+        free(wrt);
+        free(xr);
+        free(g);
+        lz_fail("checkpoint: out of memory");
+        return -1;
+    }
+    for (int i = 0; i < n; i++) {
+        lz_array *x = c->inputs[1 + i];
+        long j = find(t, x);
+        wrt[i] = j >= 0 && (t->flags[j] & ACTIVE) && lz_dtype_is_float(x->dtype);
+        any |= wrt[i];
+    }
+    int outside = any ? reads_outside(t, c, idx, b->nout) : 0;
+    if (outside) {
+        lz_fail(outside < 0 ? "checkpoint: out of memory" :
+                "checkpoint: the block reads an array that depends on a differentiated input "
+                "but is not one of the block's inputs (a parameter taken from ctx?); pass it "
+                "as an input so that its gradient can be computed");
+        rc = -1;
+    }
+    if (any && !rc) {
+        lz_pool_push();
+        lz_array *gate = lz_autorelease(after(t, q, deps[0], nd - 1, deps + 1));
+        rc = gate ? 0 : -1;
+        for (int i = 0; i < n && !rc; i++)
+            if (!(xr[i] = lz_autorelease(ad_mark(c->inputs[1 + i], AD_DEPENDS_TAG, 1, &gate))))
+                rc = -1;
+        int nout = rc ? -1 : ad_vjp_masked("checkpoint", b->fn, b->ctx, n, xr, wrt, b->nout,
+                                           cts, g);
+        if (nout >= 0 && nout != b->nout) {
+            lz_fail("checkpoint: the block returned %d outputs when run again, %d the first "
+                    "time: a block must be a deterministic function of its inputs",
+                    nout, b->nout);
+            nout = -1;
+        }
+        rc = nout < 0 ? -1 : 0;
+        for (int i = 0; i < n && !rc; i++)
+            if (wrt[i] && g[i]) rc = give(t, q, find(t, c->inputs[1 + i]), g[i]);
+        lz_pool_pop();
+    }
+    free(wrt);
+    free(xr);
+    free(g);
+    return rc;
+}
+
+/* The outputs of a checkpointed block are differentiated together, at the earliest of them
+ * on the tape: by then every consumer of every output has given its cotangent. The block's
+ * own forward graph (their input 0) gets nothing, so the backward never references it. */
+static int block_vjp(tape *t, queue *q, size_t k) {
+    lz_array *c = t->node[k];
+    const ad_block *b = ad_block_of(c);
+    long idx[LZ_FN_MAX_OUTPUTS];
+    size_t first = k;
+    for (int j = 0; j < b->nout; j++) {
+        idx[j] = find(t, b->out[j]);
+        if (idx[j] >= 0 && !ad_block_sibling(t->node[idx[j]], c, j)) idx[j] = -1;
+        if (idx[j] >= 0 && (size_t)idx[j] < first) first = (size_t)idx[j];
+    }
+    if (first != k) return 0;   /* its cotangent waits for the earliest output */
+    lz_array *cts[LZ_FN_MAX_OUTPUTS] = {NULL}, *deps[LZ_FN_MAX_OUTPUTS];
+    int nd = 0, rc = 0;
+    for (int j = 0; j < b->nout; j++) {
+        if (idx[j] < 0) continue;
+        cts[j] = t->ct[idx[j]];
+        t->ct[idx[j]] = NULL;
+        if (cts[j]) deps[nd++] = cts[j];
+    }
+    if (nd) rc = recompute(t, q, c, b, idx, cts, nd, deps);
+    for (int j = 0; j < b->nout; j++) lz_release(cts[j]);
+    return rc;
+}
+
+/* Runs the rules, consumers first. Tracers keep their cotangents (the results). */
+static int backward(tape *t) {
+    queue q = {0};
+    int rc = 0;
+    for (size_t k = t->n; k-- > 0 && !rc;) {
+        if (t->flags[k] & TRACER) continue;
+        if (ad_tag(t->node[k]) == AD_BLOCK_OUT_TAG) rc = block_vjp(t, &q, k);
+        else if (t->ct[k]) rc = node_vjp(t, &q, k);
+    }
+    for (size_t i = 0; i < q.n; i++) t->flags[q.v[i]] &= (unsigned char)~QUEUED;
+    free(q.v);
+    return rc;
 }
 
 /* ---- the shared driver ---- */
@@ -336,8 +528,8 @@ static int run(const char *op, lz_fn fn, void *ctx, int n, lz_array *const *inpu
         }
     }
     if (nout == 0) { lz_fail("%s: fn returned no outputs", op); nout = -1; }
-    for (int j = 0; j < (nout > 0 ? nout : 0); j++) lz_retain(outs[j]);
-    if (nout < 0) memset(outs, 0, sizeof outs);
+    for (int j = 0; j < LZ_FN_MAX_OUTPUTS; j++)   /* owned from here: the first nout */
+        outs[j] = j < nout ? lz_retain(outs[j]) : NULL;
     lz_pool_pop();
     if (nout < 0) goto done;
 
@@ -437,6 +629,11 @@ int lz_value_and_grad(lz_fn fn, void *ctx, int n, lz_array *const *inputs, const
 int lz_grad(lz_fn fn, void *ctx, int n, lz_array *const *inputs, const bool *wrt,
             lz_array **grads) {
     return run("grad", fn, ctx, n, inputs, wrt, 1, NULL, true, NULL, 0, grads) < 0 ? -1 : 0;
+}
+
+int ad_vjp_masked(const char *op, lz_fn fn, void *ctx, int n, lz_array *const *primals,
+                  const bool *wrt, int ncot, lz_array *const *cotangents, lz_array **grads) {
+    return run(op, fn, ctx, n, primals, wrt, ncot, cotangents, false, NULL, 0, grads);
 }
 
 int lz_vjp(lz_fn fn, void *ctx, int n, lz_array *const *primals, int ncot,

@@ -171,7 +171,15 @@ static lz_array *embed(lz_array *node, lz_array *in, lz_array *ct, int64_t *T, i
 
 static int view_vjp(lz_array *node, lz_array *ct, const bool *w, lz_array **g) {
     (void)w;
-    if (node->params.i[AD_STOP_SLOT] == AD_STOP_TAG) return 0;   /* lz_stop_gradient */
+    switch (ad_tag(node)) {   /* marked views of the transforms (rules.h) */
+    case AD_STOP_TAG: return 0;
+    case AD_DEPENDS_TAG:
+    case AD_BLOCK_IN_TAG: g[0] = ct; return 0;   /* the input's own layout: the identity */
+    case AD_BLOCK_OUT_TAG:   /* the transforms recompute the block instead */
+        lz_fail("view: internal error: a checkpointed block's output reached the view rule");
+        return -1;
+    default: break;
+    }
     lz_array *in = node->inputs[0];
     if (!lz_size(node) || !lz_size(in)) return 0;
     decoder d;
