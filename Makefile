@@ -73,7 +73,7 @@ $(BIN)/lz-data: $(LIB) $(DATA_TOOL_OBJ)
 data/mnist.h5 data/fashion-mnist.h5 data/shakespeare.h5: | bin/lz-data
 	datasets/$(basename $(notdir $@)).sh $@
 
-$(B)/tests/%: tests/%.c tests/testutil.h $(LIB)
+$(B)/tests/%: tests/%.c $(wildcard tests/*.h) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests -o $@ $< $(LIB) $(LDLIBS) $(TEST_LIBS)
 

@@ -15,6 +15,15 @@ size_t lz_dtype_size(lz_dtype t) { return (unsigned)t < LZ_NDTYPES ? dtypes[t].s
 const char *lz_dtype_name(lz_dtype t) { return (unsigned)t < LZ_NDTYPES ? dtypes[t].name : "?"; }
 int lz_dtype_is_float(lz_dtype t) { return t == LZ_F32 || t == LZ_F16 || t == LZ_BF16; }
 
+lz_dtype lz_promote_types(lz_dtype a, lz_dtype b) {
+    static const int rank[LZ_NDTYPES] = {[LZ_BOOL] = 0, [LZ_U8] = 1, [LZ_I32] = 2,
+                                         [LZ_I64] = 3, [LZ_F16] = 4, [LZ_BF16] = 4,
+                                         [LZ_F32] = 5};
+    if (a == b) return a;
+    if (rank[a] == 4 && rank[b] == 4) return LZ_F32;   /* float16 with bfloat16 */
+    return rank[a] >= rank[b] ? a : b;
+}
+
 /* ---- handles ---- */
 lz_array *lz_retain(lz_array *a) {
     if (a) atomic_fetch_add(&a->refs, 1);

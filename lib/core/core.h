@@ -29,6 +29,9 @@ typedef struct lz_array lz_array;
 size_t      lz_dtype_size(lz_dtype t);
 const char *lz_dtype_name(lz_dtype t);
 int         lz_dtype_is_float(lz_dtype t);   /* f16, bf16, f32 */
+/* The dtype two operands are computed in (NumPy-style): bool < uint8 < int32 < int64 <
+ * float16/bfloat16 < float32, and float16 with bfloat16 gives float32. */
+lz_dtype    lz_promote_types(lz_dtype a, lz_dtype b);
 
 /* ---- errors (thread-local) ---- */
 const char *lz_error(void);          /* last message, "" when none */

@@ -64,6 +64,10 @@ static inline void *lz_elem_ptr(const lz_array *a) {
 }
 static inline bool lz_is_pending(const lz_array *a) { return a->prim != LZ_P_NONE; }
 
+/* A VIEW node may carry inputs beyond input 0 (autograd uses them as ordering dependencies
+ * and to attach records): eval orders the node after ALL its inputs but runs it from
+ * input 0 only. */
+
 /* ---- construction helpers for lib/ops ---- */
 /* A pending node with a contiguous layout of `shape`. Takes new references to inputs.
  * Returns NULL (error set) if any input is NULL or the graph guard trips. */

@@ -6,18 +6,6 @@
 #include "../core/internal.h"
 #include "ops.h"
 
-static int rank(lz_dtype t) {
-    static const int r[LZ_NDTYPES] = {[LZ_BOOL] = 0, [LZ_U8] = 1, [LZ_I32] = 2, [LZ_I64] = 3,
-                                      [LZ_F16] = 4, [LZ_BF16] = 4, [LZ_F32] = 5};
-    return r[t];
-}
-
-static lz_dtype promote(lz_dtype a, lz_dtype b) {
-    if (a == b) return a;
-    if (rank(a) == 4 && rank(b) == 4) return LZ_F32;   /* f16 with bf16 */
-    return rank(a) >= rank(b) ? a : b;
-}
-
 static lz_dtype float_of(lz_dtype t) { return lz_dtype_is_float(t) ? t : LZ_F32; }
 
 /* Broadcast shape of n arrays into out; -1 with an error naming op on mismatch. */
@@ -141,7 +129,8 @@ lz_array *lz_copy(lz_array *a) {
 
 lz_array *lz_contiguous(lz_array *a) {
     if (!a) return NULL;
-    if (lz_is_contiguous(a) && a->prim != LZ_P_VIEW) return lz_autorelease(lz_retain(a));
+    /* a pending view with a contiguous layout is fine: kernels read it with its offset */
+    if (lz_is_contiguous(a)) return lz_autorelease(lz_retain(a));
     return lz_copy(a);
 }
 
@@ -150,7 +139,7 @@ enum { ARITH, DIVIDE, CMP, BOOLEAN };
 
 static lz_array *binary(lz_prim_id p, lz_array *a, lz_array *b, int kind) {
     if (!a || !b) return NULL;
-    lz_dtype t = promote(a->dtype, b->dtype), out = t;
+    lz_dtype t = lz_promote_types(a->dtype, b->dtype), out = t;
     switch (kind) {
     case ARITH: break;
     case DIVIDE: t = out = float_of(t); break;
@@ -180,7 +169,7 @@ lz_array *lz_logical_or(lz_array *a, lz_array *b) { return binary(LZ_P_LOGICAL_O
 
 lz_array *lz_where(lz_array *cond, lz_array *a, lz_array *b) {
     if (!cond || !a || !b) return NULL;
-    lz_dtype t = promote(a->dtype, b->dtype);
+    lz_dtype t = lz_promote_types(a->dtype, b->dtype);
     lz_array *xs[3] = {cond, a, b};
     lz_dtype in[3] = {LZ_BOOL, t, t};
     return make(LZ_P_WHERE, 3, xs, in, t);

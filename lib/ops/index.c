@@ -43,19 +43,6 @@ static int check_indices(const char *op, const lz_array *ix) {
     return -1;
 }
 
-/* Dtype promotion as for binary ops (lib/ops/elementwise.c). */
-static int rank(lz_dtype t) {
-    static const int r[LZ_NDTYPES] = {[LZ_BOOL] = 0, [LZ_U8] = 1, [LZ_I32] = 2, [LZ_I64] = 3,
-                                      [LZ_F16] = 4, [LZ_BF16] = 4, [LZ_F32] = 5};
-    return r[t];
-}
-
-static lz_dtype promote(lz_dtype a, lz_dtype b) {
-    if (a == b) return a;
-    if (rank(a) == 4 && rank(b) == 4) return LZ_F32;
-    return rank(a) >= rank(b) ? a : b;
-}
-
 static int is_half(lz_dtype t) { return t == LZ_F16 || t == LZ_BF16; }
 
 /* ---- take ---- */
@@ -217,7 +204,7 @@ lz_array *lz_concatenate(int n, lz_array *const *arrays, int axis) {
                            "%s outside axis %d", k, lz_shape_str(x, sk, sizeof sk),
                            lz_shape_str(a0, s0, sizeof s0), ax);
         shape[ax] += x->shape[ax];
-        t = promote(t, x->dtype);
+        t = lz_promote_types(t, x->dtype);
     }
     if (n == 1) return lz_autorelease(lz_retain(arrays[0]));
     lz_array **in = malloc((size_t)n * sizeof *in);

@@ -19,19 +19,6 @@
 #include "../core/internal.h"
 #include "ops.h"
 
-/* NumPy-style promotion (same order as elementwise.c): bool < u8 < i32 < i64 < f16/bf16 < f32. */
-static int rank(lz_dtype t) {
-    static const int r[LZ_NDTYPES] = {[LZ_BOOL] = 0, [LZ_U8] = 1, [LZ_I32] = 2, [LZ_I64] = 3,
-                                      [LZ_F16] = 4, [LZ_BF16] = 4, [LZ_F32] = 5};
-    return r[t];
-}
-
-static lz_dtype promote(lz_dtype a, lz_dtype b) {
-    if (a == b) return a;
-    if (rank(a) == 4 && rank(b) == 4) return LZ_F32;
-    return rank(a) >= rank(b) ? a : b;
-}
-
 /* Whether the last two dims (rows, cols) can be handed to GEMM as they are. */
 static bool gemm_layout(const lz_array *x) {
     int nd = x->ndim;
@@ -66,7 +53,7 @@ static lz_array *build(lz_array *a, lz_array *b) {
     if (a->ndim < 1 || b->ndim < 1)
         return lz_fail("matmul: operands must have at least 1 dimension, got %s @ %s",
                        lz_shape_str(a, sa, sizeof sa), lz_shape_str(b, sb, sizeof sb));
-    lz_dtype rt = promote(a->dtype, b->dtype);
+    lz_dtype rt = lz_promote_types(a->dtype, b->dtype);
     lz_dtype ct = lz_dtype_is_float(rt) ? LZ_F32 : LZ_I64;
     int a_vec = a->ndim == 1, b_vec = b->ndim == 1;
     lz_array *x = a_vec ? lz_expand_dims(a, 0) : a;
