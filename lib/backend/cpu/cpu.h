@@ -7,8 +7,9 @@
 
 #define LZ_TILE 1024
 
-/* Registers hold float (rep F) for floating dtypes, int64 (rep I) for the others. */
-enum { REP_F, REP_I };
+/* Registers hold float (rep F) for floating dtypes, int64 (rep I) for the others. Rep RAW
+ * is the dtype's own bytes, unconverted: same-dtype copies move them (cpu_load/cpu_store). */
+enum { REP_F, REP_I, REP_RAW };
 static inline int rep_of(lz_dtype t) { return t == LZ_F32 || t == LZ_F16 || t == LZ_BF16 ? REP_F : REP_I; }
 
 /* An elementwise kernel over n elements. Inputs are in the rep of the kernel's variant,
@@ -33,6 +34,7 @@ typedef struct {
         bool contiguous;         /* flat index i is element i */
         bool constant;           /* one value everywhere (all strides 0): filled once */
     } leaf[LZ_FUSE_MAX];
+    int block_axis;              /* -1: flat tiles; else 2-D blocks over (block_axis, last) */
     int nregs;                   /* scratch slots (LZ_TILE * 8 bytes each) */
     int16_t slot[2 * LZ_FUSE_MAX];   /* value -> scratch slot, -1: read in place (fused.c) */
     struct {
@@ -41,7 +43,8 @@ typedef struct {
     } op[LZ_FUSE_MAX];
 } cpu_program;
 
-/* perm: perm[d] is the axis of g->out that becomes axis d of the index space (NULL: same). */
+/* perm: perm[d] is the axis of g->out that becomes axis d of the index space (NULL: same).
+ * The program runs on flat tiles (block_axis -1). */
 void cpu_program_init(cpu_program *p, const lz_fused *g, const int *perm);
 /* Bytes of scratch one thread needs to run p. */
 size_t cpu_program_scratch(const cpu_program *p);
@@ -53,10 +56,10 @@ const void *cpu_program_run(const cpu_program *p, int64_t start, int64_t n, void
                             void *dst);
 
 /* Loads n elements of a strided array starting at flat row-major index `start` into dst as
- * rep (float or int64). */
+ * rep (float, int64, or the dtype's raw bytes). */
 void cpu_load(const char *base, lz_dtype t, int ndim, const int64_t *shape,
               const int64_t *strides, int64_t start, int64_t n, int rep, void *dst);
-/* Stores n values of rep into contiguous memory of dtype t. */
+/* Stores n values of rep into contiguous memory of dtype t (REP_RAW: t's own bytes). */
 void cpu_store(void *dst, lz_dtype t, int rep, const void *src, int64_t n);
 
 /* Reduction of a fused group (reduce.c). */

@@ -7,7 +7,24 @@
  * (f32, i64) are read in place; constant leaves (a broadcast scalar) are filled once per
  * thread; an instruction writes over the slot of an operand that dies there (same rep: the
  * kernels allow exact aliasing), so a chain of any length runs in a couple of slots that stay
- * in L1 instead of one slot per instruction. */
+ * in L1 instead of one slot per instruction.
+ *
+ * Layouts. A flat tile reads each leaf along its last dimension. For a leaf whose last
+ * stride is large (a transposed or permuted view) that is one cache line per element, and
+ * with power-of-two strides the lines collide in the same L1 sets: 0.7 GB/s for
+ * lz_contiguous of a transposed [4096,1024] float32 matrix, against 23 GB/s for memcpy.
+ * So when a leaf is dense along another axis `a` of the index space, the engine walks the
+ * output in 2-D blocks of (a, last) instead (run_elementwise picks `a`): a block is one
+ * tile, held row-major in the registers; such a leaf is read column by column, each column
+ * a dense run along `a` (whole cache lines), into a staging slot that is then transposed
+ * in L1 (8x8 in AVX registers for 4-byte values); the other leaves are read row by row; the
+ * result is stored row by row. Every line of memory is thus read and written whole, at the
+ * cost of one transpose in cache. The instructions do not care: elementwise, a tile is a
+ * tile whatever the order of its elements.
+ *
+ * A group that only copies one leaf to its own dtype (lz_copy, lz_contiguous, astype to
+ * the same type) moves the dtype's bytes (rep RAW) instead of converting through float:
+ * faster, and exact (float16 signalling NaNs stay signalling). */
 #include <omp.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -88,12 +105,38 @@ static void load_run_i(const char *p, lz_dtype t, int64_t st, int64_t run, int64
     }
 }
 
+/* Elements of es bytes, unconverted (REP_RAW). */
+#define RAW(T)                                                                         \
+    do {                                                                               \
+        const T *s = (const T *)p;                                                     \
+        for (int64_t j = 0; j < run; j++) ((T *)d)[j] = s[j * st];                     \
+    } while (0)
+
+static void load_run_raw(const char *p, size_t es, int64_t st, int64_t run, char *d) {
+    if (st == 1) { memcpy(d, p, (size_t)run * es); return; }
+    switch (es) {
+    case 1: RAW(uint8_t); return;
+    case 2: RAW(uint16_t); return;
+    case 4: RAW(uint32_t); return;
+    default: RAW(uint64_t); return;
+    }
+}
+
+static inline int64_t reg_size(int rep, lz_dtype t) {
+    return rep == REP_F ? 4 : rep == REP_I ? 8 : (int64_t)lz_dtype_size(t);
+}
+
+static void load_run(const char *p, lz_dtype t, int64_t st, int64_t run, int rep, char *d) {
+    if (rep == REP_F) load_run_f(p, t, st, run, (float *)d);
+    else if (rep == REP_I) load_run_i(p, t, st, run, (int64_t *)d);
+    else load_run_raw(p, lz_dtype_size(t), st, run, d);
+}
+
 void cpu_load(const char *base, lz_dtype t, int ndim, const int64_t *shape,
               const int64_t *strides, int64_t start, int64_t n, int rep, void *dst) {
-    float *f = dst;
-    int64_t *q = dst;
+    char *d0 = dst;
     size_t es = lz_dtype_size(t);
-    int64_t idx[LZ_MAX_DIMS], off = 0, rem = start;
+    int64_t rs = reg_size(rep, t), idx[LZ_MAX_DIMS], off = 0, rem = start;
     for (int d = ndim - 1; d >= 0; d--) {
         idx[d] = shape[d] ? rem % shape[d] : 0;
         rem = shape[d] ? rem / shape[d] : 0;
@@ -105,8 +148,7 @@ void cpu_load(const char *base, lz_dtype t, int ndim, const int64_t *shape,
         int64_t run = ndim ? inner - idx[last] : n;
         if (run > n - k) run = n - k;
         const char *p = base + off * (int64_t)es;
-        if (rep == REP_F) load_run_f(p, t, ndim ? st : 0, run, f + k);
-        else load_run_i(p, t, ndim ? st : 0, run, q + k);
+        load_run(p, t, ndim ? st : 0, run, rep, d0 + k * rs);
         k += run;
         if (!ndim) break;
         off += run * st;
@@ -123,6 +165,10 @@ void cpu_load(const char *base, lz_dtype t, int ndim, const int64_t *shape,
 void cpu_store(void *dst, lz_dtype t, int rep, const void *src, int64_t n) {
     const float *f = src;
     const int64_t *q = src;
+    if (rep == REP_RAW) {
+        if (dst != src) memcpy(dst, src, (size_t)n * lz_dtype_size(t));
+        return;
+    }
     if (rep == REP_F) {
         switch (t) {
         case LZ_F32: if (dst != src) memcpy(dst, src, (size_t)n * 4); return;
@@ -145,8 +191,8 @@ static lz_dtype reg_dtype(const lz_fused *g, int r) {
 }
 
 static bool in_place(const cpu_program *p, int j) {
-    lz_dtype t = p->leaf[j].dtype;
-    return p->leaf[j].contiguous && (t == LZ_F32 || t == LZ_I64);
+    lz_dtype t = p->leaf[j].dtype;   /* a block of a contiguous leaf is not contiguous */
+    return p->leaf[j].contiguous && p->block_axis < 0 && (t == LZ_F32 || t == LZ_I64);
 }
 
 /* Register allocation over the program (a tree in post-order): leaves that are not read in
@@ -202,9 +248,10 @@ static void plan_ops(cpu_program *p) {
     }
 }
 
-void cpu_program_init(cpu_program *p, const lz_fused *g, const int *perm) {
+static void program_init(cpu_program *p, const lz_fused *g, const int *perm, int block_axis) {
     const lz_array *out = g->out;
     p->g = g;
+    p->block_axis = block_axis;
     p->ndim = out->ndim;
     for (int d = 0; d < out->ndim; d++) p->shape[d] = out->shape[perm ? perm[d] : d];
     int64_t cs[LZ_MAX_DIMS];
@@ -227,20 +274,110 @@ void cpu_program_init(cpu_program *p, const lz_fused *g, const int *perm) {
     plan_ops(p);
 }
 
+void cpu_program_init(cpu_program *p, const lz_fused *g, const int *perm) {
+    program_init(p, g, perm, -1);
+}
+
 size_t cpu_program_scratch(const cpu_program *p) {
     return (size_t)(p->nregs ? p->nregs : 1) * LZ_TILE * 8;
 }
 
-/* Register of leaf j for [start, start+n): its memory when read in place, else its slot,
- * loaded. A constant's slot is its own for the whole run: it is filled with `fill` values
- * (0: already there from an earlier tile of this thread). */
-static const void *leaf_reg(const cpu_program *p, int j, int64_t start, int64_t n, void *slot,
+/* A tile of the index space: flat indices [start, start+n), or (blocked programs) the
+ * rows x cols block whose first element has multi-index idx, rows along block_axis and
+ * cols along the last axis, held row-major (n = rows * cols). */
+typedef struct {
+    int64_t start, n, rows, cols, idx[LZ_MAX_DIMS];
+} tile;
+
+/* src holds cols runs of rows elements (column c at src + c * rows); writes them to dst as
+ * rows x cols, row-major. Elements of es bytes; both buffers are registers, in L1. */
+#define TRANSPOSE(T)                                                                   \
+    do {                                                                               \
+        const T *s = (const T *)src;                                                   \
+        T *d = (T *)dst;                                                               \
+        for (int64_t r = r0; r < rows; r++)                                            \
+            for (int64_t c = 0; c < cols; c++) d[r * cols + c] = s[c * rows + r];      \
+        for (int64_t r = 0; r < r0; r++)                                               \
+            for (int64_t c = c0; c < cols; c++) d[r * cols + c] = s[c * rows + r];     \
+    } while (0)
+
+#ifdef __AVX__
+/* Rows k of s (row stride ss) become columns k of d (row stride ds): 8x8 floats. */
+static inline void transpose8(const float *s, int64_t ss, float *d, int64_t ds) {
+    __m256 r[8], t[8], u[8];
+    for (int k = 0; k < 8; k++) r[k] = _mm256_loadu_ps(s + k * ss);
+    for (int k = 0; k < 8; k += 2) {
+        t[k] = _mm256_unpacklo_ps(r[k], r[k + 1]);
+        t[k + 1] = _mm256_unpackhi_ps(r[k], r[k + 1]);
+    }
+    for (int k = 0; k < 8; k += 4) {
+        u[k] = _mm256_shuffle_ps(t[k], t[k + 2], 0x44);
+        u[k + 1] = _mm256_shuffle_ps(t[k], t[k + 2], 0xee);
+        u[k + 2] = _mm256_shuffle_ps(t[k + 1], t[k + 3], 0x44);
+        u[k + 3] = _mm256_shuffle_ps(t[k + 1], t[k + 3], 0xee);
+    }
+    for (int k = 0; k < 4; k++) {
+        _mm256_storeu_ps(d + k * ds, _mm256_permute2f128_ps(u[k], u[k + 4], 0x20));
+        _mm256_storeu_ps(d + (k + 4) * ds, _mm256_permute2f128_ps(u[k], u[k + 4], 0x31));
+    }
+}
+#endif
+
+static void transpose(const char *src, char *dst, int64_t rows, int64_t cols, int64_t es) {
+    int64_t r0 = 0, c0 = 0;   /* the part [0, r0) x [0, c0) done by 8x8 blocks */
+#ifdef __AVX__
+    if (es == 4) {
+        r0 = rows & ~(int64_t)7;
+        c0 = cols & ~(int64_t)7;
+        for (int64_t c = 0; c < c0; c += 8)
+            for (int64_t r = 0; r < r0; r += 8)
+                transpose8((const float *)src + c * rows + r, rows, (float *)dst + r * cols + c, cols);
+    }
+#endif
+    switch (es) {
+    case 1: TRANSPOSE(uint8_t); return;
+    case 2: TRANSPOSE(uint16_t); return;
+    case 4: TRANSPOSE(uint32_t); return;
+    default: TRANSPOSE(uint64_t); return;
+    }
+}
+
+/* Leaves of a blocked program that are read column by column: dense along the block axis,
+ * sparse along the last. */
+static bool by_column(int64_t sa, int64_t sc) {
+    return llabs(sc) > 1 && llabs(sa) < llabs(sc);
+}
+
+/* Loads leaf j's block t into dst (rows x cols of rep), through tmp (a slot) when it is read
+ * by column. */
+static void load_block(const cpu_program *p, int j, const tile *t, int rep, char *dst, char *tmp) {
+    const int64_t *st = p->leaf[j].strides;
+    lz_dtype ty = p->leaf[j].dtype;
+    int64_t es = (int64_t)lz_dtype_size(ty), rs = reg_size(rep, ty), off = 0;
+    for (int d = 0; d < p->ndim; d++) off += t->idx[d] * st[d];
+    const char *base = p->leaf[j].base + off * es;
+    int64_t sa = st[p->block_axis], sc = st[p->ndim - 1];
+    if (by_column(sa, sc) && t->rows > 1) {
+        for (int64_t c = 0; c < t->cols; c++)
+            load_run(base + c * sc * es, ty, sa, t->rows, rep, tmp + c * t->rows * rs);
+        transpose(tmp, dst, t->rows, t->cols, rs);
+    } else {
+        for (int64_t r = 0; r < t->rows; r++)
+            load_run(base + r * sa * es, ty, sc, t->cols, rep, dst + r * t->cols * rs);
+    }
+}
+
+/* Register of leaf j for tile t: its memory when read in place, else its slot, loaded
+ * (tmp: a spare slot). A constant's slot is its own for the whole run: it is filled with
+ * `fill` values (0: already there from an earlier tile of this thread). */
+static const void *leaf_reg(const cpu_program *p, int j, const tile *tl, void *slot, char *tmp,
                             int64_t fill) {
     static const int8_t size[LZ_NDTYPES] = {[LZ_BOOL] = 1, [LZ_U8] = 1, [LZ_I32] = 4,
                                             [LZ_I64] = 8, [LZ_F16] = 2, [LZ_BF16] = 2, [LZ_F32] = 4};
     lz_dtype t = p->leaf[j].dtype;
     int rep = rep_of(t);
     int64_t es = size[t];
+    int64_t start = tl->start, n = tl->n;
     if (p->slot[j] < 0) return p->leaf[j].base + start * es;   /* read in place */
     if (p->leaf[j].constant) {
         if (fill) {
@@ -254,6 +391,10 @@ static const void *leaf_reg(const cpu_program *p, int j, int64_t start, int64_t 
                 for (int64_t i = 0; i < fill; i++) q[i] = v;
             }
         }
+        return slot;
+    }
+    if (p->block_axis >= 0) {
+        load_block(p, j, tl, rep, slot, tmp);
         return slot;
     }
     if (p->leaf[j].contiguous) {
@@ -303,14 +444,17 @@ static void normalize(lz_dtype t, int64_t n, void *reg) {
     }
 }
 
-static const void *run_tile(const cpu_program *p, int64_t start, int64_t n, void *scratch,
-                            void *dst, int64_t fill) {
+/* Runs p's program over tile t; scratch has p->nregs slots, and one more (a staging slot
+ * for load_block) when p is blocked. */
+static const void *run_tile(const cpu_program *p, const tile *t, void *scratch, void *dst,
+                            int64_t fill) {
     const lz_fused *g = p->g;
     const void *regs[2 * LZ_FUSE_MAX];
-    char *slots = scratch;
+    char *slots = scratch, *tmp = slots + (int64_t)p->nregs * LZ_TILE * 8;
     int nl = g->nleaves;
+    int64_t n = t->n;
     for (int j = 0; j < nl; j++)
-        regs[j] = leaf_reg(p, j, start, n, slots + (int64_t)p->slot[j] * LZ_TILE * 8, fill);
+        regs[j] = leaf_reg(p, j, t, slots + (int64_t)p->slot[j] * LZ_TILE * 8, tmp, fill);
     if (!g->ninstr) return regs[0];
     for (int k = 0; k < g->ninstr; k++) {
         const lz_array *node = g->instr[k].node;
@@ -331,7 +475,8 @@ static const void *run_tile(const cpu_program *p, int64_t start, int64_t n, void
 
 const void *cpu_program_run(const cpu_program *p, int64_t start, int64_t n, void *scratch,
                             void *dst) {
-    return run_tile(p, start, n, scratch, dst, n);
+    tile t = {.start = start, .n = n};
+    return run_tile(p, &t, scratch, dst, n);
 }
 
 /* Tile of the elementwise engine (at most LZ_TILE, the register size). Shorter tiles than
@@ -357,35 +502,124 @@ static void stream_copy(char *dst, const char *src, size_t bytes) {
     memcpy(dst + k, src + k, bytes - k);
 }
 
+/* Blocks are BLOCK rows (along the block axis) by LZ_TILE / BLOCK columns: a column of a
+ * transposed float32 leaf is then 128 bytes, two whole cache lines. */
+#define BLOCK 32
+
+/* The block axis for g (see the top of the file): an axis, not the last, along which a
+ * leaf that is sparse along the last axis is dense; -1 when every leaf reads well flat. */
+static int pick_block_axis(const lz_fused *g) {
+    const lz_array *out = g->out;
+    int last = out->ndim - 1;
+    if (out->ndim < 2 || out->shape[last] < 16) return -1;   /* few runs: flat reads well */
+    for (int j = 0; j < g->nleaves; j++) {
+        const int64_t *st = g->leaves[j]->strides;
+        int64_t es = (int64_t)lz_dtype_size(g->leaves[j]->dtype);
+        if (llabs(st[last]) * es <= 16) continue;
+        int best = -1;
+        for (int d = 0; d < last; d++)
+            if (out->shape[d] > 1 && st[d] && by_column(st[d], st[last]) &&
+                (best < 0 || llabs(st[d]) < llabs(st[best])))
+                best = d;
+        if (best >= 0 && llabs(st[best]) * es <= 8) return best;
+    }
+    return -1;
+}
+
+/* Tile number k of a blocked walk: blocks along the last axis first, then along the block
+ * axis, then over the other axes, row-major. */
+static void block_at(const cpu_program *p, int64_t k, int64_t rows, int64_t cols, tile *t) {
+    int a = p->block_axis, last = p->ndim - 1;
+    int64_t nc = (p->shape[last] + cols - 1) / cols, nr = (p->shape[a] + rows - 1) / rows;
+    int64_t o = k / nc / nr;
+    for (int d = last; d >= 0; d--) {
+        if (d == a || d == last) continue;
+        t->idx[d] = o % p->shape[d];
+        o /= p->shape[d];
+    }
+    t->idx[a] = k / nc % nr * rows;
+    t->idx[last] = k % nc * cols;
+    t->rows = p->shape[a] - t->idx[a] < rows ? p->shape[a] - t->idx[a] : rows;
+    t->cols = p->shape[last] - t->idx[last] < cols ? p->shape[last] - t->idx[last] : cols;
+    t->start = 0;
+    t->n = t->rows * t->cols;
+}
+
+/* A group that only copies its one leaf to the leaf's own dtype: its bytes can move as
+ * they are (rep RAW). */
+static bool copies_exactly(const lz_fused *g) {
+    if (g->nleaves != 1 || g->out->dtype != g->leaves[0]->dtype || g->ninstr > 1) return false;
+    return !g->ninstr || g->instr[0].node->prim == LZ_P_COPY || g->instr[0].node->prim == LZ_P_CAST;
+}
+
+/* The value of an exact copy over tile t, raw: the leaf's memory when contiguous, else
+ * loaded into dst (when given, flat tiles only) or the scratch s (two slots). */
+static const void *copy_tile(const cpu_program *p, const tile *t, char *s, void *dst) {
+    lz_dtype ty = p->leaf[0].dtype;
+    if (p->block_axis >= 0) {
+        load_block(p, 0, t, REP_RAW, s, s + LZ_TILE * 8);
+        return s;
+    }
+    if (p->leaf[0].contiguous) return p->leaf[0].base + t->start * (int64_t)lz_dtype_size(ty);
+    void *d = dst ? dst : s;
+    cpu_load(p->leaf[0].base, ty, p->ndim, p->shape, p->leaf[0].strides, t->start, t->n, REP_RAW, d);
+    return d;
+}
+
 static int run_elementwise(const lz_fused *g) {
     cpu_program p;
-    cpu_program_init(&p, g, NULL);
+    program_init(&p, g, NULL, pick_block_axis(g));
     lz_array *out = g->out;
-    int64_t n = lz_size(out), ntiles = (n + EW_TILE - 1) / EW_TILE;
-    size_t es = lz_dtype_size(out->dtype), scratch = cpu_program_scratch(&p);
-    int rep = rep_of(out->dtype);
+    bool raw = copies_exactly(g), blocked = p.block_axis >= 0;
+    int a = p.block_axis, last = p.ndim - 1;
+    int64_t n = lz_size(out), rows = 1, cols = EW_TILE, ntiles = (n + EW_TILE - 1) / EW_TILE;
+    if (blocked) {
+        rows = p.shape[a] < BLOCK ? p.shape[a] : BLOCK;
+        cols = p.shape[last] < LZ_TILE / rows ? p.shape[last] : LZ_TILE / rows;
+        ntiles = n / (p.shape[a] * p.shape[last]) * ((p.shape[a] + rows - 1) / rows) *
+                 ((p.shape[last] + cols - 1) / cols);
+    }
+    int64_t cs[LZ_MAX_DIMS];
+    lz_contiguous_strides(p.ndim, p.shape, cs);
+    size_t es = lz_dtype_size(out->dtype), scratch = cpu_program_scratch(&p) + LZ_TILE * 8;
+    int rep = raw ? REP_RAW : rep_of(out->dtype);
+    int64_t rs = reg_size(rep, out->dtype);
     char *dst0 = out->buf->data;
     int threads = n >= 65536 ? cpu_threads() : 1;
-    bool stream = (out->dtype == LZ_F32 || out->dtype == LZ_I64) && n * (int64_t)es >= STREAM_MIN &&
+    bool stream = !blocked && (out->dtype == LZ_F32 || out->dtype == LZ_I64) &&
+                  n * (int64_t)es >= STREAM_MIN &&
                   (uintptr_t)dst0 % 32 == 0;   /* tiles are 1 KiB multiples from dst0 */
     int failed = 0;
     #pragma omp parallel num_threads(threads)
     {
-        void *s = malloc(scratch);
-        int64_t fill = EW_TILE;   /* the first tile of each thread fills the constants */
+        char *s = malloc(scratch);
+        int64_t fill = rows * cols;   /* the first tile of each thread fills the constants */
         if (!s) {
             #pragma omp atomic write
             failed = 1;
         }
         #pragma omp for schedule(dynamic, 32)   /* balances a core that another process takes */
-        for (int64_t t = 0; t < ntiles; t++) {
+        for (int64_t k = 0; k < ntiles; k++) {
             if (!s) continue;
-            int64_t start = t * EW_TILE, m = n - start < EW_TILE ? n - start : EW_TILE;
-            char *dst = dst0 + start * (int64_t)es;
-            const void *v = run_tile(&p, start, m, s, stream ? NULL : dst, fill);
+            tile t;
+            if (blocked) {
+                block_at(&p, k, rows, cols, &t);
+                const void *v = raw ? copy_tile(&p, &t, s, NULL) : run_tile(&p, &t, s, NULL, fill);
+                int64_t o = 0;
+                for (int d = 0; d < p.ndim; d++) o += t.idx[d] * cs[d];
+                for (int64_t r = 0; r < t.rows; r++)   /* the block's rows lie apart in out */
+                    cpu_store(dst0 + (o + r * cs[a]) * (int64_t)es, out->dtype, rep,
+                              (const char *)v + r * t.cols * rs, t.cols);
+            } else {
+                t.start = k * EW_TILE;
+                t.n = n - t.start < EW_TILE ? n - t.start : EW_TILE;
+                char *dst = dst0 + t.start * (int64_t)es;
+                const void *v = raw ? copy_tile(&p, &t, s, stream ? NULL : dst)
+                                    : run_tile(&p, &t, s, stream ? NULL : dst, fill);
+                if (stream) stream_copy(dst, v, (size_t)t.n * es);
+                else if (v != dst) cpu_store(dst, out->dtype, rep, v, t.n);
+            }
             fill = 0;
-            if (stream) stream_copy(dst, v, (size_t)m * es);
-            else if (v != dst) cpu_store(dst, out->dtype, rep, v, m);
         }
 #ifdef __AVX__
         if (stream) _mm_sfence();   /* streaming stores are weakly ordered */
