@@ -197,7 +197,8 @@ expect "eval missing data file" 2 "data file nope.h5 does not exist" -- "$EVAL" 
 expect "eval bad --batch-size" 2 "expected a positive integer, got 'x'" -- "$EVAL" "$R/best.h5" --batch-size x
 expect "eval missing image" 2 "nope.png: cannot read the image" -- "$EVAL" "$R/best.h5" --image nope.png
 expect "eval an image that is not a PNG" 2 "tiny.yaml" -- "$EVAL" "$R/best.h5" --image tiny.yaml
-expect "eval unwritable --out" 1 "cannot write $T/afile/x/confusion.png" -- "$EVAL" "$R/best.h5" --out "$T/afile/x"
+expect "eval unwritable --out" 2 "cannot write $T/afile/x/confusion.png: the folder $T/afile/x does not exist \(--out\)" -- "$EVAL" "$R/best.h5" --out "$T/afile/x"
+expect "train.log_format csv is refused, not ignored" 2 "log_format 'csv' is not supported" -- "$TRAIN" tiny.yaml train.log_format=csv
 
 [ $fails = 0 ] && echo "test_apps: all passed" || echo "test_apps: $fails failed"
 [ $fails = 0 ]

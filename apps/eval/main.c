@@ -275,6 +275,18 @@ static int evaluate_split(void) {
             "takes %dx%dx%d images with %d classes", data, split, in->channels, in->height,
             in->width, in->num_classes, E.ckpt_path, E.shape.channels, E.shape.height,
             E.shape.width, E.shape.num_classes);
+    char png0[4300], dir[4300];
+    confusion_path(png0, sizeof png0);
+    /* a folder that cannot take the file is the user's to fix (exit 2), found before the work */
+    snprintf(dir, sizeof dir, "%s", png0);
+    char *slash = strrchr(dir, '/');
+    if (slash) *slash = 0; else snprintf(dir, sizeof dir, ".");
+    struct stat st;
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode) || access(dir, W_OK) != 0)
+        die(EXIT_USAGE, "cannot write %s: the folder %s %s%s", png0, dir,
+            stat(dir, &st) != 0 ? "does not exist" : !S_ISDIR(st.st_mode) ? "is not a folder"
+                                                   : "is not writable",
+            E.out ? " (--out)" : "");
     lz_model_metrics r;
     if (lz_model_evaluate(E.model, E.cfg, l, E.shape.num_classes, 0, NULL, &r) < 0)
         die(EXIT_RUNTIME, "%s", lz_error());

@@ -410,6 +410,9 @@ int main(int argc, char **argv) {
         resume = resume_path(lz_config_str(T.cfg, "train.resume"), rbuf, sizeof rbuf);
     T.tty = isatty(STDOUT_FILENO);
 
+    if (strcmp(lz_config_str(T.cfg, "train.log_format"), "jsonl"))
+        die(EXIT_USAGE, "train.log_format '%s' is not supported yet (only jsonl)",
+            lz_config_str(T.cfg, "train.log_format"));
     if (lz_config_int(T.cfg, "train.grad_accum") != 1)
         die(EXIT_USAGE, "train.grad_accum > 1 is not supported yet");
     if (lz_config_has(T.cfg, "finetune.init_from") || lz_config_int(T.cfg, "finetune.lora.rank") ||

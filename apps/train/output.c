@@ -32,7 +32,8 @@ void progress_clear(void) {
 void progress_update(double loss, double acc, double lr, bool log_line) {
     if (first_step < 0) first_step = T.step - 1;
     double t = now_s();
-    if (T.tty ? (t - last_draw < 0.1 && T.step != T.total_steps) : !log_line) return;
+    bool epoch_end = T.batch == 0 && T.step > 0;
+    if (T.tty ? (t - last_draw < 0.1 && T.step != T.total_steps && !epoch_end) : !log_line) return;
     last_draw = t;
     double el = t - T.t_start;
     int64_t done = T.step - first_step;
@@ -50,9 +51,14 @@ void progress_update(double loss, double acc, double lr, bool log_line) {
         int fill = (int)(24 * bi / T.batches_per_epoch);
         for (int i = 0; i < 24; i++) bar[i] = i < fill ? '#' : '.';
         bar[24] = 0;
-        printf("\r%s [%s] %lld/%lld  loss %.4f  acc %.2f%%  lr %.3g  %.0f samples/s  ETA %s\033[K",
-               head, bar, (long long)bi, (long long)T.batches_per_epoch, loss, 100 * acc, lr, rate, e);
+        printf("\r%s [%s] %lld/%lld  step %lld/%lld  loss %.4f  acc %.2f%%  lr %.3g  %.0f samples/s"
+               "  ETA %s\033[K", head, bar, (long long)bi, (long long)T.batches_per_epoch,
+               (long long)T.step, (long long)T.total_steps, loss, 100 * acc, lr, rate, e);
         line_open = true;
+        if (epoch_end) {   /* each finished epoch keeps its line */
+            fputc('\n', stdout);
+            line_open = false;
+        }
     } else {
         printf("%s  step %lld/%lld  batch %lld/%lld  loss %.4f  acc %.2f%%  lr %.3g  %.0f samples/s"
                "  ETA %s\n", head, (long long)T.step, (long long)T.total_steps, (long long)bi,
