@@ -115,6 +115,20 @@ d2=$("$EVAL" split/tiny/last.h5 --json 2>/dev/null | sed 's/.*"params_digest":"\
 [ -n "$d1" ] && [ "$d1" = "$d2" ] && grep -q "resumed from split/tiny/last.h5: step 16" "$T/out" &&
     pass "resume after epoch 1 gives the same parameters bit for bit ($d1)" || fail "resume: $d1 != $d2"
 
+"$TRAIN" tiny_dropout.yaml train.out_dir=dA >/dev/null 2>&1 && "$TRAIN" tiny_dropout.yaml train.out_dir=dB train.epochs=1 >/dev/null 2>&1 &&
+    cp dB/tiny_dropout/last.h5 epoch1.h5 && "$TRAIN" tiny_dropout.yaml train.out_dir=dB --resume dB/tiny_dropout >/dev/null 2>&1
+d1=$("$EVAL" dA/tiny_dropout/last.h5 --json 2>/dev/null | sed 's/.*"params_digest":"\([0-9a-f]*\)".*/\1/')
+d2=$("$EVAL" dB/tiny_dropout/last.h5 --json 2>/dev/null | sed 's/.*"params_digest":"\([0-9a-f]*\)".*/\1/')
+[ -n "$d1" ] && [ "$d1" = "$d2" ] && pass "resume is exact with dropout and batch norm ($d1)" || fail "resume with dropout: $d1 != $d2"
+[ "$(grep -c '"kind":"eval"' dB/tiny_dropout/metrics.jsonl)" = 2 ] && pass "a resumed run continues metrics.jsonl" ||
+    fail "metrics.jsonl of the resumed run"
+# resuming again from the epoch-1 checkpoint drops the later records before going on
+"$TRAIN" tiny_dropout.yaml train.out_dir=dB --resume epoch1.h5 >/dev/null 2>&1
+[ "$(grep -c '"kind":"eval"' dB/tiny_dropout/metrics.jsonl)" = 2 ] &&
+    [ "$(grep -c '"kind":"train"' dB/tiny_dropout/metrics.jsonl)" = 8 ] &&
+    pass "resuming from an earlier checkpoint rewinds metrics.jsonl to its step" ||
+    fail "metrics.jsonl after resuming from an earlier checkpoint ($(grep -c . dB/tiny_dropout/metrics.jsonl) lines)"
+
 # ---- Ctrl-C: the step finishes, last.h5 is written, exit 130; resuming is exact ----
 "$TRAIN" tiny.yaml train.out_dir=sig train.steps=1000000 data.val_split=null >"$T/sig.out" 2>"$T/sig.err" &
 pid=$!

@@ -332,10 +332,10 @@ static int evaluate_split(void) {
             for (int j = 0; j < K; j++) printf("%s%lld", j ? "," : "", (long long)r.confusion[i * K + j]);
             printf("]");
         }
-        /* a digest of the parameters, so scripts can tell identical models apart */
+        /* a digest of the parameters and buffers, so scripts can tell identical models apart */
         uint64_t h = 1469598103934665603ull;
         lz_named_list pl;
-        if (!lz_module_collect(E.model, LZ_PARAMS, &pl)) {
+        if (!lz_module_collect(E.model, LZ_PARAMS | LZ_BUFFERS, &pl)) {
             for (int i = 0; i < pl.n; i++) {
                 const uint8_t *d = lz_data(*pl.items[i].slot);
                 size_t nb = (size_t)lz_size(*pl.items[i].slot) * lz_dtype_size(lz_dtype_of(*pl.items[i].slot));

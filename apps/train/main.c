@@ -268,6 +268,31 @@ static void make_run_dir(void) {
     snprintf(T.metrics_path, sizeof T.metrics_path, "%s/metrics.jsonl", T.run_dir);
 }
 
+/* A resumed run continues metrics.jsonl from the checkpoint's step: records of later steps
+ * (written by the run after that checkpoint) are dropped, so the log and curves.png tell one
+ * history. */
+static void trim_metrics(int64_t max_step) {
+    FILE *in = fopen(T.metrics_path, "r");
+    if (!in) return;
+    char tmp[4300];
+    snprintf(tmp, sizeof tmp, "%s.tmp-%d", T.metrics_path, (int)getpid());
+    FILE *out = fopen(tmp, "w");
+    if (!out) { fclose(in); die(EXIT_USAGE, "cannot write %s: %s", tmp, strerror(errno)); }
+    char *line = NULL;
+    size_t cap = 0;
+    while (getline(&line, &cap, in) > 0) {
+        const char *st = strstr(line, "\"step\":");
+        if (st && strtoll(st + 7, NULL, 10) > max_step) continue;
+        fputs(line, out);
+    }
+    free(line);
+    fclose(in);
+    if (fclose(out) != 0 || rename(tmp, T.metrics_path) != 0) {
+        unlink(tmp);
+        die(EXIT_RUNTIME, "cannot rewrite %s: %s", T.metrics_path, strerror(errno));
+    }
+}
+
 static void write_config(void) {
     char path[4200], tmp[4300];
     snprintf(path, sizeof path, "%s/config.yaml", T.run_dir);
@@ -468,6 +493,7 @@ int main(int argc, char **argv) {
                (long long)T.epoch + 1, (long long)T.batch);
     }
     write_config();
+    if (resume) trim_metrics(T.step);
     T.metrics = lz_metrics_open(T.metrics_path, resume != NULL);
     if (!T.metrics) die(EXIT_USAGE, "%s", lz_error());
     printf("run folder %s: %lld steps (%lld batches of %lld per epoch)\n", T.run_dir,
