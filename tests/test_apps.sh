@@ -129,6 +129,15 @@ d2=$("$EVAL" dB/tiny_dropout/last.h5 --json 2>/dev/null | sed 's/.*"params_diges
     pass "resuming from an earlier checkpoint rewinds metrics.jsonl to its step" ||
     fail "metrics.jsonl after resuming from an earlier checkpoint ($(grep -c . dB/tiny_dropout/metrics.jsonl) lines)"
 
+# gradient accumulation: 16 batches an epoch in steps of 3 (the last step of an epoch takes 1)
+"$TRAIN" tiny.yaml train.grad_accum=3 train.out_dir=gA >"$T/ga.out" 2>&1 &&
+    "$TRAIN" tiny.yaml train.grad_accum=3 train.out_dir=gB train.epochs=1 >/dev/null 2>&1 &&
+    "$TRAIN" tiny.yaml train.grad_accum=3 train.out_dir=gB --resume gB/tiny >/dev/null 2>&1
+d1=$("$EVAL" gA/tiny/last.h5 --json 2>/dev/null | sed 's/.*"params_digest":"\([0-9a-f]*\)".*/\1/')
+d2=$("$EVAL" gB/tiny/last.h5 --json 2>/dev/null | sed 's/.*"params_digest":"\([0-9a-f]*\)".*/\1/')
+grep -q "^done: 12 steps" "$T/ga.out" && [ -n "$d1" ] && [ "$d1" = "$d2" ] &&
+    pass "grad_accum 3: 6 steps an epoch, resume exact" || fail "grad_accum ($d1 / $d2: $(tail -c 200 "$T/ga.out"))"
+
 # ---- Ctrl-C: the step finishes, last.h5 is written, exit 130; resuming is exact ----
 "$TRAIN" tiny.yaml train.out_dir=sig train.steps=1000000 data.val_split=null >"$T/sig.out" 2>"$T/sig.err" &
 pid=$!

@@ -322,38 +322,60 @@ static int loss_fn(void *p, lz_module *m, lz_array **out) {
     return out[0] && out[1] ? 2 : -1;
 }
 
-/* One optimizer step on batch b: forward, backward, update, all evaluated in one lz_eval.
- * Returns the loss; *correct gets the number of right predictions. */
-static double train_step(lz_batch *b, double lr, int64_t *correct) {
+/* Micro-batch `micro` of `nmicro` of one optimizer step on batch b. The gradients of the
+ * micro-batches are averaged (kept evaluated in T.accum between them); the last one clips,
+ * updates and evaluates everything in one lz_eval: the model's parameters and buffers, the
+ * optimizer state, loss and hits. With nmicro 1 (no accumulation) that is the whole step in
+ * one graph. Returns the micro-batch's loss; *correct gets its number of right predictions. */
+static double train_micro(lz_batch *b, double lr, int micro, int nmicro, int64_t *correct) {
     int n = T.params.n;
+    bool last = micro == nmicro - 1;
     lz_array *loss = NULL, *hits = NULL;
     lz_pool_push();
-    step_ctx ctx = {b->x, b->y, lz_key_fold(T.key, (uint64_t)T.step)};
+    lz_key key = lz_key_fold(T.key, (uint64_t)T.step);
+    if (micro > 0) key = lz_key_fold(key, (uint64_t)micro);
+    step_ctx ctx = {b->x, b->y, key};
     lz_array *outs[2] = {NULL, NULL};
     lz_array **grads = T.next;   /* reused below for the new parameters */
     int rc = lz_module_value_and_grad(T.model, &T.params, loss_fn, &ctx, outs, 2, grads);
-    if (rc >= 0 && T.clip > 0) {
+    for (int i = 0; i < n && rc >= 0 && nmicro > 1; i++) {
+        grads[i] = lz_mul_scalar(grads[i], 1.0 / nmicro);
+        if (micro > 0) grads[i] = lz_add(T.accum[i], grads[i]);
+        if (!grads[i]) rc = -1;
+    }
+    if (rc >= 0 && !last) {
+        for (int i = 0; i < n; i++) {
+            lz_release(T.accum[i]);
+            T.accum[i] = lz_retain(grads[i]);
+        }
+    }
+    if (rc >= 0 && last && T.clip > 0) {
         lz_array **clipped = T.evals;
         rc = lz_clip_grad_norm(n, grads, T.clip, clipped, NULL);
         for (int i = 0; i < n && rc >= 0; i++) grads[i] = clipped[i];
     }
     for (int i = 0; i < n; i++) T.cur[i] = *T.params.items[i].slot;
     lz_array **next = T.evals;   /* the step does not read grads after writing next */
-    if (rc >= 0) rc = lz_optim_step(T.opt, n, T.names, T.cur, grads, next, lr);
-    for (int i = 0; i < n && rc >= 0; i++) rc = lz_param_set(&T.params.items[i], next[i]);
+    if (rc >= 0 && last) rc = lz_optim_step(T.opt, n, T.names, T.cur, grads, next, lr);
+    for (int i = 0; i < n && rc >= 0 && last; i++) rc = lz_param_set(&T.params.items[i], next[i]);
     if (rc >= 0) {
         loss = lz_retain(outs[0]);
         hits = lz_retain(outs[1]);
     }
     lz_pool_pop();
     if (rc < 0) die(EXIT_RUNTIME, "step %lld: %s", (long long)T.step + 1, lz_error());
-    /* one graph: every parameter and buffer of the model, the optimizer state, loss, hits */
+    /* one graph: every parameter and buffer of the model (and the accumulated gradients, or
+     * the optimizer state), loss, hits */
     int k = 0;
     for (int i = 0; i < T.all.n; i++) T.evals[k++] = *T.all.items[i].slot;
+    if (!last)
+        for (int i = 0; i < n; i++) T.evals[k++] = T.accum[i];
     T.evals[k++] = loss;
     T.evals[k++] = hits;
-    if (lz_optim_eval(T.opt, k, T.evals))
+    if (last ? lz_optim_eval(T.opt, k, T.evals) : lz_eval(k, T.evals))
         die(EXIT_RUNTIME, "step %lld: %s", (long long)T.step + 1, lz_error());
+    if (last)
+        for (int i = 0; i < n; i++) { lz_release(T.accum[i]); T.accum[i] = NULL; }
     double l = lz_item(loss);
     *correct = (int64_t)lz_item(hits);
     lz_release(loss);
@@ -397,6 +419,7 @@ static int validate(bool samples) {
 /* ---- main ---- */
 
 static void cleanup(void) {
+    for (int i = 0; T.accum && i < T.params.n; i++) { lz_release(T.accum[i]); T.accum[i] = NULL; }
     lz_schedule_free(T.sched);
     lz_optim_free(T.opt);
     lz_named_list_free(&T.params);
@@ -406,7 +429,8 @@ static void cleanup(void) {
     lz_loader_close(T.val);
     lz_dataset_close(T.val_images);
     lz_config_free(T.cfg);
-    free(T.names); free(T.cur); free(T.next); free(T.evals);
+    for (int i = 0; T.accum && i < T.params.n; i++) lz_release(T.accum[i]);
+    free(T.names); free(T.cur); free(T.next); free(T.evals); free(T.accum);
 }
 
 int main(int argc, char **argv) {
@@ -438,8 +462,6 @@ int main(int argc, char **argv) {
     if (strcmp(lz_config_str(T.cfg, "train.log_format"), "jsonl"))
         die(EXIT_USAGE, "train.log_format '%s' is not supported yet (only jsonl)",
             lz_config_str(T.cfg, "train.log_format"));
-    if (lz_config_int(T.cfg, "train.grad_accum") != 1)
-        die(EXIT_USAGE, "train.grad_accum > 1 is not supported yet");
     if (lz_config_has(T.cfg, "finetune.init_from") || lz_config_int(T.cfg, "finetune.lora.rank") ||
         lz_config_len(T.cfg, "finetune.freeze") > 0)
         die(EXIT_USAGE, "the finetune section is not supported by train yet");
@@ -471,12 +493,16 @@ int main(int argc, char **argv) {
     T.names = calloc((size_t)n + 1, sizeof *T.names);
     T.cur = calloc((size_t)cap, sizeof *T.cur);
     T.next = calloc((size_t)cap, sizeof *T.next);
-    T.evals = calloc((size_t)cap, sizeof *T.evals);
+    T.evals = calloc((size_t)cap + (size_t)n, sizeof *T.evals);
+    T.accum = calloc((size_t)n + 1, sizeof *T.accum);
     for (int i = 0; i < n; i++) T.names[i] = T.params.items[i].name;
 
     T.epochs = lz_config_int(T.cfg, "train.epochs");
+    T.grad_accum = lz_config_int(T.cfg, "train.grad_accum");
+    /* an epoch ends with a step over the batches left when they do not fill grad_accum */
+    T.steps_per_epoch = (T.batches_per_epoch + T.grad_accum - 1) / T.grad_accum;
     T.total_steps = lz_config_has(T.cfg, "train.steps") ? lz_config_int(T.cfg, "train.steps")
-                                                        : T.epochs * T.batches_per_epoch;
+                                                        : T.epochs * T.steps_per_epoch;
     T.eval_every = lz_config_has(T.cfg, "train.eval_every") ? lz_config_int(T.cfg, "train.eval_every") : 0;
     T.ckpt_every = lz_config_has(T.cfg, "train.checkpoint_every")
                        ? lz_config_int(T.cfg, "train.checkpoint_every") : 0;
@@ -516,12 +542,23 @@ int main(int argc, char **argv) {
         if (got < 0) die(EXIT_RUNTIME, "%s", lz_error());
         if (got == 0) continue;   /* the epoch ended; the next call starts the next one */
         lr = lz_schedule_value(T.sched, T.step);
-        int64_t correct;
-        double loss = train_step(&b, lr, &correct);
-        T.epoch = b.epoch;
-        T.batch = b.index + 1;
-        int64_t bs = b.size;
-        lz_batch_release(&b);
+        int64_t remaining = T.batches_per_epoch - b.index;
+        int nmicro = (int)(remaining < T.grad_accum ? remaining : T.grad_accum);
+        int64_t correct = 0, bs = 0;
+        double loss = 0;
+        for (int micro = 0;; micro++) {
+            int64_t c;
+            double l = train_micro(&b, lr, micro, nmicro, &c);
+            loss += l / nmicro;
+            correct += c;
+            bs += b.size;
+            T.epoch = b.epoch;
+            T.batch = b.index + 1;
+            lz_batch_release(&b);
+            if (!isfinite(l) || micro == nmicro - 1) break;
+            if (lz_loader_next(T.train, &b) != 1)
+                die(EXIT_RUNTIME, "%s", lz_error()[0] ? lz_error() : "the loader ended an epoch early");
+        }
         if (!isfinite(loss)) {
             progress_clear();
             if (T.last_ckpt_step >= 0)

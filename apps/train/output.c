@@ -43,7 +43,7 @@ void progress_update(double loss, double acc, double lr, bool log_line) {
     format_duration(eta, e, sizeof e);
     int64_t ep = T.batch == 0 && T.step > 0 ? T.epoch : T.epoch + 1;
     int64_t bi = T.batch == 0 && T.step > 0 ? T.batches_per_epoch : T.batch;
-    int64_t epochs = (T.total_steps + T.batches_per_epoch - 1) / T.batches_per_epoch;
+    int64_t epochs = (T.total_steps + T.steps_per_epoch - 1) / T.steps_per_epoch;
     char head[96];
     snprintf(head, sizeof head, "epoch %lld/%lld", (long long)ep, (long long)epochs);
     if (T.tty) {

@@ -27,6 +27,7 @@ typedef struct {
     lz_named_list all;           /* parameters and buffers (evaluated with each step) */
     const char **names;          /* params' names */
     lz_array **cur, **next, **evals;
+    lz_array **accum;            /* gradients summed over the micro-batches of a step */
     lz_optim *opt;
     lz_schedule *sched;
     lz_metrics *metrics;
@@ -35,6 +36,7 @@ typedef struct {
 
     /* position: step = optimizer steps done; the next batch is (epoch, batch) */
     int64_t step, total_steps, epoch, batch, batches_per_epoch, epochs;
+    int64_t grad_accum, steps_per_epoch;   /* batches per optimizer step; steps per epoch */
     int64_t eval_every, ckpt_every, log_every;
     double best_acc;
     int64_t best_step, last_ckpt_step;
