@@ -321,7 +321,7 @@ static int evaluate_split(void) {
                "\"correct\":%lld,\"loss\":%s,\"accuracy\":%.9g,", js(E.ckpt_path), js(data),
                js(split), (long long)r.n, (long long)r.correct, num(r.loss), acc);
         double rep;
-        if (!lz_ckpt_get_float(E.ckpt, "accuracy", &rep)) printf("\"reported_accuracy\":%.9g,", rep);
+        if (!lz_ckpt_get_float(E.ckpt, "accuracy", &rep)) printf("\"reported_accuracy\":%s,", num(rep));
         printf("\"classes\":[");
         for (int c = 0; c < K; c++)
             printf("%s{\"name\":%s,\"precision\":%.6f,\"recall\":%.6f,\"f1\":%.6f,\"support\":%lld}",
@@ -350,7 +350,7 @@ static int evaluate_split(void) {
         printf("loss %.4f\naccuracy %.2f%% (%lld/%lld)\n", r.loss, 100 * acc,
                (long long)r.correct, (long long)r.n);
         double rep;
-        if (!lz_ckpt_get_float(E.ckpt, "accuracy", &rep))
+        if (!lz_ckpt_get_float(E.ckpt, "accuracy", &rep) && isfinite(rep))
             printf("(train reported %.2f%% for this checkpoint)\n", 100 * rep);
         printf("\n");
         printf("%-14s %9s %9s %9s %9s\n", "class", "precision", "recall", "f1", "support");

@@ -512,6 +512,7 @@ int main(int argc, char **argv) {
     T.sched = make_schedule();
     T.best_step = -1;
     T.last_ckpt_step = -1;
+    T.last_val_acc = NAN;   /* no validation yet (or none configured) */
     make_run_dir();
     if (resume) {
         if (load_checkpoint(resume, NULL)) die(EXIT_USAGE, "--resume: %s", lz_error());
