@@ -163,7 +163,8 @@ static void load_model(void) {
         p = nl ? nl + 1 : NULL;
     }
     E.model = lz_model_build(E.cfg, &E.shape, lz_key_new(0));
-    if (!E.model) die(EXIT_USAGE, "%s: cannot rebuild the model: %s", E.ckpt_path, lz_error());
+    if (!E.model || lz_model_apply_lora(E.model, E.cfg, lz_key_new(0)))
+        die(EXIT_USAGE, "%s: cannot rebuild the model: %s", E.ckpt_path, lz_error());
     if (lz_model_load(E.model, E.ckpt))
         die(EXIT_USAGE, "the checkpoint does not match the model of %s: %s",
             E.config ? E.config : "its config", lz_error());

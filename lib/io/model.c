@@ -209,6 +209,30 @@ lz_module *lz_model_build(const lz_config *cfg, const lz_model_shape *in, lz_key
     return seq;
 }
 
+int lz_model_apply_lora(lz_module *m, const lz_config *cfg, lz_key key) {
+    lz_error_clear();
+    int64_t rank = lz_config_int(cfg, "finetune.lora.rank");
+    if (lz_error()[0]) return -1;
+    if (rank == 0) return 0;
+    double alpha = lz_config_float(cfg, "finetune.lora.alpha");
+    double dropout = lz_config_float(cfg, "finetune.lora.dropout");
+    int n = lz_config_len(cfg, "finetune.lora.targets");
+    if (n < 0) return -1;
+    char path[64];
+    for (int i = 0; i < (n ? n : 1); i++) {
+        snprintf(path, sizeof path, "finetune.lora.targets.%d", i);
+        const char *pattern = n ? lz_config_str(cfg, path) : "*";
+        if (!pattern) return -1;
+        if (lz_lora_apply(m, pattern, rank, alpha, dropout, lz_key_fold(key, (uint64_t)i)) < 0) {
+            char msg[768];
+            snprintf(msg, sizeof msg, "%s", lz_error());
+            lz_fail("finetune.lora.targets: %s", msg);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* ---- summary ---- */
 
 char *lz_model_summary(lz_module *m, const lz_model_shape *in) {

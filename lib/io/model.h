@@ -34,6 +34,13 @@ typedef struct {
  * lz_module_free) or NULL + lz_error() naming the layer ("model.layers.3 (linear): ..."). */
 lz_module *lz_model_build(const lz_config *cfg, const lz_model_shape *in, lz_key key);
 
+/* Applies cfg's finetune.lora section to m: low-rank adapters on the linear layers whose paths
+ * match finetune.lora.targets (all linear layers when empty), every other parameter frozen.
+ * Nothing when finetune.lora.rank is 0. A structural change: train applies it after loading
+ * finetune.init_from, eval right after lz_model_build, so checkpoints of adapted models load.
+ * 0 or -1 + error. */
+int lz_model_apply_lora(lz_module *m, const lz_config *cfg, lz_key key);
+
 /* A table of the layers: index, kind, configuration, output shape, parameter count; then the
  * totals. malloc'd (free()), NULL + error on failure. */
 char *lz_model_summary(lz_module *m, const lz_model_shape *in);
