@@ -60,6 +60,9 @@ extern volatile sig_atomic_t stop_requested;
 double now_s(void);
 _Noreturn void die(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* finetune.c: applies the finetune section to T.model (before the trainable list is made) */
+void finetune(lz_key key);
+
 /* output.c */
 void progress_update(double loss, double acc, double lr, bool final_line);
 void progress_clear(void);
