@@ -2,10 +2,10 @@
  * transposes passed as flags, int64 by a naive exact loop.
  *
  * Threads: a big GEMM is threaded by OpenBLAS itself (its thread count is set once by the
- * backend's set_threads). Many small GEMMs (a batch of attention heads) are spread over
- * OpenMP threads instead; each is then below OpenBLAS's own threading threshold (m*n*k of
- * 4 * 65536 in OpenBLAS 0.3.x), so OpenBLAS runs it on the calling thread and the two kinds
- * of threads never stack. */
+ * backend's set_threads). Many small GEMMs (a batch of attention heads), or a batch that
+ * splits evenly over the threads, are spread over OpenMP threads instead, with OpenBLAS held
+ * to one thread meanwhile (its OpenMP build does that by itself inside a parallel region),
+ * so the two kinds of threads never stack. */
 #include <assert.h>
 #include <cblas.h>
 #include <string.h>
@@ -69,13 +69,22 @@ static void gemm_f32(lz_array *out, lz_array *a, lz_array *b, int nb, int64_t nb
                     pa, (int)lda, pb + batch_offset(b, nb, 0), lb.ld, 0.0f, c, (int)n);
         return;
     }
-    int threads = nbatch > 1 && m * n * k <= SMALL_GEMM && nbatch * m * n * k >= 65536
-                      ? cpu_threads() : 1;
+    /* Batches go to OpenMP threads when each GEMM is small, and also when they split evenly
+     * (or nearly: at least 4 per thread) over the threads: OpenBLAS 0.3.21 runs GEMMs up to
+     * m*n*k = 100^3 with its single-threaded "small matrix" kernels whatever its thread
+     * count, so the 128x128x32 head products of an attention backward (above SMALL_GEMM)
+     * ran one after another on one core. */
+    int ct = cpu_threads();
+    bool spread = m * n * k <= SMALL_GEMM || nbatch % ct == 0 || nbatch >= 4 * ct;
+    int threads = nbatch > 1 && spread && nbatch * m * n * k >= 65536 ? ct : 1;
+    int blas_threads = threads > 1 ? openblas_get_num_threads() : 1;
+    if (threads > 1 && blas_threads > 1) openblas_set_num_threads(1);   /* never stack them */
     #pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
     for (int64_t i = 0; i < nbatch; i++)
         cblas_sgemm(CblasRowMajor, ta, tb, (int)m, (int)n, (int)k, 1.0f,
                     pa + batch_offset(a, nb, i), la.ld, pb + batch_offset(b, nb, i), lb.ld,
                     0.0f, c + i * m * n, (int)n);
+    if (threads > 1 && blas_threads > 1) openblas_set_num_threads(blas_threads);
 }
 
 /* Exact integer product: int64 accumulation, wrapping on overflow like NumPy. */
