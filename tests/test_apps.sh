@@ -107,6 +107,22 @@ if "$EVAL" "$R/best.h5" --image "$R/samples.png" >"$T/out" 2>"$T/err" && [ "$(gr
     pass "eval --image prints the top 3 classes"
 else fail "eval --image ($(head -c 300 "$T/err"))"; fi
 
+# a real digit as a 28x28 gray PNG (written with python3's zlib when there is a python3):
+# test image 2 of MNIST is a clear "1"
+if command -v python3 >/dev/null; then
+    python3 - "$T/tei" "$T/one.png" <<'PY'
+import struct, sys, zlib
+img = open(sys.argv[1], 'rb').read()[16 + 2 * 784:16 + 3 * 784]
+raw = b''.join(b'\0' + img[r * 28:(r + 1) * 28] for r in range(28))
+chunk = lambda t, b: struct.pack('>I', len(b)) + t + b + struct.pack('>I', zlib.crc32(t + b) & 0xffffffff)
+open(sys.argv[2], 'wb').write(b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', struct.pack('>IIBBBBB', 28, 28, 8, 0, 0, 0, 0))
+                              + chunk(b'IDAT', zlib.compress(raw)) + chunk(b'IEND', b''))
+PY
+    "$EVAL" "$R/best.h5" --image "$T/one.png" --json >"$T/out" 2>&1 &&
+        grep -q '"top":\[{"class":1,"name":"1","probability":0\.[5-9]' "$T/out" &&
+        pass "eval --image classifies a 28x28 PNG of a 1 as 1" || fail "eval --image on a digit ($(head -c 300 "$T/out"))"
+else echo "skip eval --image on a digit: no python3 to write the PNG"; fi
+
 # ---- exact resume: 2 epochs straight == 1 epoch, then 1 more ----
 "$TRAIN" tiny.yaml train.out_dir=split train.epochs=1 >/dev/null 2>&1 &&
     "$TRAIN" tiny.yaml train.out_dir=split --resume split/tiny >"$T/out" 2>&1
