@@ -59,8 +59,14 @@ static _Noreturn void usage(int code) {
     }
     printf("usage: %s\n"
            "       train --resume RUN_DIR_OR_CHECKPOINT [key.sub=value ...]\n"
-           "Trains the experiment CONFIG (see configs/README.md) and writes <out_dir>/<name>/.\n"
-           "Overrides are YAML values, e.g. optimizer.lr=3e-4 train.epochs=2.\n", USAGE);
+           "Trains the experiment CONFIG (see configs/README.md) and writes <out_dir>/<name>/:\n"
+           "config.yaml (effective), last.h5, best.h5, metrics.jsonl, curves.png, samples.png.\n"
+           "Overrides are YAML values, e.g. optimizer.lr=3e-4 train.epochs=2.\n"
+           "--resume continues a run exactly from a checkpoint (a run folder: its last.h5);\n"
+           "without CONFIG it uses the config stored in the checkpoint.\n"
+           "Ctrl-C finishes the step, writes last.h5 and exits 130 (twice: exit at once).\n"
+           "Exit codes: 0 done, 1 runtime failure (e.g. NaN loss), 2 bad usage, config or input.\n",
+           USAGE);
     exit(0);
 }
 
@@ -630,8 +636,8 @@ int main(int argc, char **argv) {
         lz_metrics_close(T.metrics);
         write_curves();
         fprintf(stderr, "train: interrupted at step %lld (epoch %lld, batch %lld); %s written. "
-                "Resume with: train %s --resume %s\n", (long long)T.step, (long long)T.epoch + 1,
-                (long long)T.batch, T.last_path, config ? config : "", T.run_dir);
+                "Resume with: train %s%s--resume %s\n", (long long)T.step, (long long)T.epoch + 1,
+                (long long)T.batch, T.last_path, config ? config : "", config ? " " : "", T.run_dir);
         cleanup();
         free(over);
         return EXIT_INTERRUPTED;
