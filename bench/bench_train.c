@@ -1,0 +1,414 @@
+/* Training speed against PyTorch on the same models, batches, optimizers and thread count.
+ * Each model: leibniz's full training step (forward, backward, optimizer update, one lz_eval)
+ * is timed for a few dozen steps after warm-up, then bench/torch_train.py (run with
+ * /usr/bin/python3, torch.set_num_threads(lz_threads())) times the same step right after, so
+ * both see about the same machine load. Figures are the median step, scaled to an epoch of
+ * 60000 images (MNIST) or given per token (GPT). Data: random uint8 images scaled to [0, 1]
+ * and random labels/tokens, generated once and held in memory (speed does not depend on the
+ * values); a few batches are cycled.
+ *
+ *   mnist_mlp   784-512-512-10, ReLU, Adam, batch 128, cross-entropy
+ *   mnist_cnn   conv 32 3x3 -> relu -> maxpool 2 -> conv 64 3x3 -> relu -> maxpool 2 ->
+ *               flatten -> linear 128 -> relu -> linear 10, Adam, batch 128
+ *   gpt_4l_128d 4 pre-norm blocks, 4 heads, D 128, context 128, batch 32, vocab 65, AdamW
+ *
+ * GFLOP/s figures count the GEMM/conv/attention work of a step (forward 2 flops per
+ * multiply-add, backward twice the forward, minus the input gradient of the first layer),
+ * and are set against sgemm_peak_GFLOPs, a 1024^3 cblas_sgemm on the same threads.
+ * Without PyTorch (python3-torch missing) only leibniz's figures are printed.
+ * Noise: the machine is shared, so each side is measured twice, alternating (leibniz, torch,
+ * leibniz, torch), and each keeps its better median.
+ *
+ * OpenMP wait policy: unless OMP_WAIT_POLICY is set, the bench re-runs itself with
+ * OMP_WAIT_POLICY=passive, which the torch child inherits. With libgomp's default (spin a
+ * while at every barrier), a 2-thread run on 2 cores that other processes also use loses
+ * whole time slices to a spinning thread waiting for a descheduled one: measured here under
+ * a load of ~2, leibniz's MLP epoch varied 2.2 s (passive) .. 59 s (default) and torch's
+ * 3.3 .. 150 s, which no ratio survives. OMP_WAIT_POLICY=active measures the spinning case.
+ *
+ * Environment: BENCH_TRAIN_STEPS (timed steps, default 20), BENCH_TRAIN_TORCH=0 to skip torch,
+ * BENCH_TRAIN_MODELS (a subset of "mlp,cnn,gpt", e.g. for profiling one model). */
+#include <cblas.h>
+#include <libgen.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include "leibniz.h"
+#include "nn/nn.h"
+#include "optim/optim.h"
+
+#define NBATCH 4   /* distinct batches held in memory and cycled */
+
+static double now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* CPU time of the process (all threads): with passive waiting it counts the work done and
+ * little of the waiting, so it is steadier than wall time when other programs share the cores. */
+static double cpu_now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static void die(const char *what) {
+    fprintf(stderr, "bench_train: %s: %s\n", what, lz_error());
+    exit(1);
+}
+
+typedef struct {
+    lz_module *m;
+    lz_named_list l;
+    const char **names;
+    lz_optim *opt;
+    lz_array *x[NBATCH], *y[NBATCH];
+    int cur;
+    double cpu, build;   /* best medians so far: CPU time and graph-building time of a step */
+} model;
+
+static int loss_fn(void *ctx, lz_module *m, lz_array **out) {
+    model *b = ctx;
+    out[0] = lz_cross_entropy(lz_module_forward(m, b->x[b->cur], NULL), b->y[b->cur], NULL);
+    return out[0] ? 1 : -1;
+}
+
+static void setup(model *b, lz_module *m, lz_optim_kind kind) {
+    b->m = m;
+    b->cur = 0;
+    b->cpu = b->build = 1e30;
+    if (!m || lz_module_collect(m, LZ_TRAINABLE, &b->l)) die("model");
+    b->names = malloc((size_t)b->l.n * sizeof *b->names);
+    for (int i = 0; i < b->l.n; i++) b->names[i] = b->l.items[i].name;
+    lz_optim_config c = lz_optim_defaults(kind);
+    b->opt = lz_optim_new(&c);
+    if (!b->opt) die("optimizer");
+}
+
+static void teardown(model *b) {
+    lz_optim_free(b->opt);
+    free(b->names);
+    lz_named_list_free(&b->l);
+    lz_module_free(b->m);
+    for (int i = 0; i < NBATCH; i++) {
+        lz_release(b->x[i]);
+        lz_release(b->y[i]);
+    }
+}
+
+/* One training step as an application runs it: the whole step is built in a pool (the
+ * pending new parameters and optimizer state are retained by the module and the optimizer),
+ * and evaluated as one graph. Returns its wall time. */
+static double step(model *b, double *cpu, double *build) {
+    int n = b->l.n;
+    lz_array *loss, *g[128], *p[128], *next[129];
+    if (n > 128) die("too many parameters for the bench");
+    double t0 = now(), c0 = cpu_now();
+    lz_pool_push();
+    if (lz_module_value_and_grad(b->m, &b->l, loss_fn, b, &loss, 1, g) < 1) die("value_and_grad");
+    for (int i = 0; i < n; i++) p[i] = *b->l.items[i].slot;
+    if (lz_optim_step(b->opt, n, b->names, p, g, next, -1)) die("optim");
+    for (int i = 0; i < n; i++) lz_param_set(&b->l.items[i], next[i]);
+    next[n] = loss;
+    *build = now() - t0;
+    if (lz_optim_eval(b->opt, n + 1, next)) die("eval");
+    double l = lz_item(loss);
+    if (!isfinite(l)) die("loss is not finite");
+    lz_pool_pop();
+    b->cur = (b->cur + 1) % NBATCH;
+    *cpu = cpu_now() - c0;
+    return now() - t0;
+}
+
+static int cmp(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *t, int n) {
+    qsort(t, (size_t)n, sizeof *t, cmp);
+    return t[n / 2];
+}
+
+/* The median wall time of reps steps after warmup ones; b->cpu and b->build keep the best
+ * medians of the CPU and graph-building times over the calls. */
+static double median_step(model *b, int warmup, int reps) {
+    double t[256], c[256], g[256];
+    if (reps > 256) reps = 256;
+    for (int r = 0; r < warmup; r++) step(b, c, g);
+    for (int r = 0; r < reps; r++) t[r] = step(b, c + r, g + r);
+    double mc = median(c, reps), mg = median(g, reps);
+    if (mc < b->cpu) b->cpu = mc;
+    if (mg < b->build) b->build = mg;
+    return median(t, reps);
+}
+
+/* Random uint8 pixels scaled to [0, 1], as a data loader would hand them over. */
+static lz_array *images(int nd, const int64_t *s, unsigned seed) {
+    int64_t n = 1;
+    for (int i = 0; i < nd; i++) n *= s[i];
+    float *h = malloc((size_t)n * sizeof *h);
+    srand(seed);
+    for (int64_t i = 0; i < n; i++) h[i] = (float)(rand() & 255) / 255.0f;
+    lz_array *a = lz_from_data(h, nd, s, LZ_F32);
+    free(h);
+    if (!a) die("data");
+    return a;
+}
+
+static lz_array *labels(int nd, const int64_t *s, int64_t hi, unsigned seed) {
+    int64_t n = 1;
+    for (int i = 0; i < nd; i++) n *= s[i];
+    int64_t *h = malloc((size_t)n * sizeof *h);
+    srand(seed);
+    for (int64_t i = 0; i < n; i++) h[i] = rand() % hi;
+    lz_array *a = lz_from_data(h, nd, s, LZ_I64);
+    free(h);
+    if (!a) die("data");
+    return a;
+}
+
+/* ---- GPT: token + position embeddings, blocks, final norm, head ---- */
+static lz_array *gpt_forward(lz_module *m, lz_array *tokens, const lz_key *key) {
+    lz_array *pos = lz_slice_axis(lz_module_param(m, "pos"), 0, 0, lz_dim(tokens, -1), 1);
+    lz_array *h = lz_add(lz_module_forward(lz_module_child(m, "embed"), tokens, key), pos);
+    h = lz_module_forward(lz_module_child(m, "blocks"), h, key);
+    h = lz_module_forward(lz_module_child(m, "norm"), h, key);
+    return lz_module_forward(lz_module_child(m, "head"), h, key);
+}
+
+static const lz_module_kind gpt_kind = {"gpt", gpt_forward, NULL, NULL};
+
+static lz_module *gpt_new(int64_t vocab, int64_t d, int64_t ctx, int layers, int heads) {
+    lz_module *m = lz_module_new(&gpt_kind, NULL);
+    int64_t ps[2] = {ctx, d};
+    lz_array *pos = lz_init_normal(lz_key_new(1), 2, ps, 0, 0.02, LZ_F32);
+    lz_module *blocks = lz_nn_sequential(0, NULL);
+    lz_block_opts o = {.bias = true, .causal = true};
+    for (int i = 0; i < layers; i++)
+        if (lz_nn_sequential_append(blocks, lz_nn_transformer_block(d, heads, &o, lz_key_new(10 + i))))
+            die("block");
+    int rc = lz_module_add_param(m, "pos", pos) ||
+             lz_module_add_child(m, "embed", lz_nn_embedding(vocab, d, lz_key_new(2))) ||
+             lz_module_add_child(m, "blocks", blocks) ||
+             lz_module_add_child(m, "norm", lz_nn_layer_norm(d, 1e-5, true, true)) ||
+             lz_module_add_child(m, "head", lz_nn_linear(d, vocab, true, lz_key_new(3)));
+    lz_release(pos);
+    if (rc) die("gpt");
+    return m;
+}
+
+/* ---- PyTorch side ---- */
+static int torch_ok = -1;   /* unknown, 0 missing, 1 present */
+
+static int wanted(const char *name) {
+    const char *e = getenv("BENCH_TRAIN_MODELS");
+    return !e || strstr(e, name) != NULL;
+}
+
+static int have_torch(void) {
+    if (torch_ok < 0) {
+        const char *e = getenv("BENCH_TRAIN_TORCH");
+        if (e && !strcmp(e, "0")) torch_ok = 0;
+        else torch_ok = system("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1") == 0;
+        if (!torch_ok)
+            printf("bench_train: PyTorch (python3-torch for /usr/bin/python3) not available: "
+                   "leibniz figures only\n");
+    }
+    return torch_ok;
+}
+
+/* Runs the torch step for `which` and returns its median step time in seconds (or -1);
+ * *cpu keeps the best median CPU time of a step over the calls. */
+static double torch_step(const char *which, int steps, double *cpu) {
+    if (!have_torch()) return -1;
+    /* the script: bench/ of the working directory (make runs from the root), else of the
+     * tree the binary was built in (build/<variant>/bench/bench_train) */
+    char script[400] = "bench/torch_train.py", exe[300];
+    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (access(script, R_OK) && len > 0) {
+        exe[len] = 0;
+        snprintf(script, sizeof script, "%s/../../../bench/torch_train.py", dirname(exe));
+    }
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 '%s' %s %d %d 2>&1", script, which, lz_threads(), steps);
+    FILE *f = popen(cmd, "r");
+    if (!f) return -1;
+    char line[512];
+    double v = -1;
+    while (fgets(line, sizeof line, f)) {
+        double t, c;
+        char name[64];
+        if (sscanf(line, "TORCH %63s %lf %lf", name, &t, &c) == 3 && !strcmp(name, which)) {
+            v = t;
+            if (c < *cpu) *cpu = c;
+        }
+        else fprintf(stderr, "torch_train.py: %s", line);
+    }
+    if (pclose(f) != 0 || v <= 0) {
+        printf("bench_train: torch_train.py %s failed: no PyTorch figure\n", which);
+        return -1;
+    }
+    return v;
+}
+
+/* The noise-robust companions of a model's figures: CPU time per step on each side and their
+ * ratio, and the time leibniz spends building a step's graph (forward, autograd, optimizer)
+ * before evaluating it. */
+static void report_cpu(const char *name, const model *b, double torch_cpu) {
+    printf("BENCH %s_step_cpu_ms %.1f ms\n", name, 1e3 * b->cpu);
+    if (torch_cpu < 1e30) {
+        printf("BENCH %s_step_cpu_ms_torch %.1f ms\n", name, 1e3 * torch_cpu);
+        printf("BENCH %s_cpu_speedup %.2f x\n", name, torch_cpu / b->cpu);
+    }
+    printf("BENCH %s_graph_build_ms %.2f ms\n", name, 1e3 * b->build);
+    fflush(stdout);
+}
+
+static double sgemm_peak(void) {
+    int n = 1024;
+    float *a = malloc((size_t)n * n * sizeof *a), *b = malloc((size_t)n * n * sizeof *b),
+          *c = malloc((size_t)n * n * sizeof *c);
+    for (int64_t i = 0; i < (int64_t)n * n; i++) a[i] = b[i] = (float)((i * 7919) % 1000) / 1000.0f - 0.5f;
+    double best = 1e30;
+    for (int r = 0; r < 6; r++) {
+        double t0 = now();
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
+        double t = now() - t0;
+        if (r > 0 && t < best) best = t;   /* first run: thread start-up */
+    }
+    free(a);
+    free(b);
+    free(c);
+    return 2.0 * n * n * n / best * 1e-9;
+}
+
+/* min of two measurements, ignoring failed (<= 0) ones */
+static double best2(double a, double b) {
+    if (a <= 0) return b;
+    if (b <= 0) return a;
+    return a < b ? a : b;
+}
+
+int main(int argc, char **argv) {
+    (void)argc;
+    if (!getenv("OMP_WAIT_POLICY")) {   /* libgomp reads it at start-up: run again with it */
+        setenv("OMP_WAIT_POLICY", "passive", 1);
+        execv("/proc/self/exe", argv);
+        perror("bench_train: re-exec");   /* carry on with the default policy */
+    }
+    const char *e = getenv("BENCH_TRAIN_STEPS");
+    int steps = e && atoi(e) > 0 ? atoi(e) : 20, threads = lz_threads();
+    double epoch_steps = 60000.0 / 128.0;
+    printf("bench_train: %d threads (leibniz and torch), %d timed steps per model, OMP_WAIT_POLICY=%s\n",
+           threads, steps, getenv("OMP_WAIT_POLICY") ? getenv("OMP_WAIT_POLICY") : "(default)");
+    double peak = sgemm_peak();
+    printf("BENCH sgemm_peak_GFLOPs %.1f GFLOP/s\n", peak);
+    fflush(stdout);
+
+    /* ---- MNIST MLP ---- */
+    if (wanted("mlp")) {
+        model b;
+        setup(&b, lz_nn_sequential(5, (lz_module *[]){lz_nn_linear(784, 512, true, lz_key_new(1)), lz_nn_relu(),
+                                                      lz_nn_linear(512, 512, true, lz_key_new(2)), lz_nn_relu(),
+                                                      lz_nn_linear(512, 10, true, lz_key_new(3))}),
+              LZ_ADAM);
+        int64_t xs[2] = {128, 784}, ys = 128;
+        for (int i = 0; i < NBATCH; i++) {
+            b.x[i] = images(2, xs, 100 + i);
+            b.y[i] = labels(1, &ys, 10, 200 + i);
+        }
+        double tc = 1e30, t = median_step(&b, 5, steps * 2);
+        double tt = torch_step("mnist_mlp", steps * 2, &tc);
+        t = best2(t, median_step(&b, 2, steps * 2)) * epoch_steps;
+        tt = best2(tt, torch_step("mnist_mlp", steps * 2, &tc));
+        tt = tt > 0 ? tt * epoch_steps : -1;
+        /* forward 2 (784*512 + 512*512 + 512*10) per sample; backward: weight gradients of all
+         * layers and input gradients of the last two */
+        double fwd = 2.0 * (784 * 512 + 512 * 512 + 512 * 10);
+        double flops = 60000.0 * (fwd + fwd + 2.0 * (512 * 512 + 512 * 10));
+        printf("BENCH mnist_mlp_epoch_s %.2f s\n", t);
+        if (tt > 0) printf("BENCH mnist_mlp_epoch_torch_s %.2f s\n", tt);
+        if (tt > 0) printf("BENCH mnist_mlp_speedup %.2f x\n", tt / t);
+        printf("BENCH mnist_mlp_GFLOPs %.1f GFLOP/s\n", flops / t * 1e-9);
+        if (tt > 0) printf("BENCH mnist_mlp_GFLOPs_torch %.1f GFLOP/s\n", flops / tt * 1e-9);
+        printf("BENCH mnist_mlp_of_peak %.0f %%\n", 100.0 * flops / t * 1e-9 / peak);
+        report_cpu("mnist_mlp", &b, tc);
+        fflush(stdout);
+        teardown(&b);
+    }
+
+    /* ---- MNIST CNN ---- */
+    if (wanted("cnn")) {
+        model b;
+        int k3[2] = {3, 3}, k2[2] = {2, 2};
+        setup(&b, lz_nn_sequential(10, (lz_module *[]){
+                      lz_nn_conv2d(1, 32, k3, NULL, NULL, NULL, 1, true, lz_key_new(1)), lz_nn_relu(),
+                      lz_nn_max_pool2d(k2, NULL, NULL),
+                      lz_nn_conv2d(32, 64, k3, NULL, NULL, NULL, 1, true, lz_key_new(2)), lz_nn_relu(),
+                      lz_nn_max_pool2d(k2, NULL, NULL), lz_nn_flatten(1, -1),
+                      lz_nn_linear(64 * 5 * 5, 128, true, lz_key_new(3)), lz_nn_relu(),
+                      lz_nn_linear(128, 10, true, lz_key_new(4))}),
+              LZ_ADAM);
+        int64_t xs[4] = {128, 1, 28, 28}, ys = 128;
+        for (int i = 0; i < NBATCH; i++) {
+            b.x[i] = images(4, xs, 300 + i);
+            b.y[i] = labels(1, &ys, 10, 400 + i);
+        }
+        double tc = 1e30, t = median_step(&b, 3, steps);
+        double tt = torch_step("mnist_cnn", steps, &tc);
+        t = best2(t, median_step(&b, 1, steps)) * epoch_steps;
+        tt = best2(tt, torch_step("mnist_cnn", steps, &tc));
+        tt = tt > 0 ? tt * epoch_steps : -1;
+        double c1 = 2.0 * 26 * 26 * 32 * 9, c2 = 2.0 * 11 * 11 * 64 * 32 * 9;
+        double l1 = 2.0 * 1600 * 128, l2 = 2.0 * 128 * 10;
+        /* conv1 has no input gradient */
+        double flops = 60000.0 * (2 * c1 + 3 * (c2 + l1 + l2));
+        printf("BENCH mnist_cnn_epoch_s %.2f s\n", t);
+        if (tt > 0) printf("BENCH mnist_cnn_epoch_torch_s %.2f s\n", tt);
+        if (tt > 0) printf("BENCH mnist_cnn_speedup %.2f x\n", tt / t);
+        printf("BENCH mnist_cnn_GFLOPs %.1f GFLOP/s\n", flops / t * 1e-9);
+        if (tt > 0) printf("BENCH mnist_cnn_GFLOPs_torch %.1f GFLOP/s\n", flops / tt * 1e-9);
+        printf("BENCH mnist_cnn_of_peak %.0f %%\n", 100.0 * flops / t * 1e-9 / peak);
+        report_cpu("mnist_cnn", &b, tc);
+        fflush(stdout);
+        teardown(&b);
+    }
+
+    /* ---- character-level GPT ---- */
+    if (wanted("gpt")) {
+        model b;
+        const int64_t V = 65, D = 128, T = 128, B = 32, L = 4;
+        setup(&b, gpt_new(V, D, T, (int)L, 4), LZ_ADAMW);
+        int64_t ts[2] = {B, T};
+        for (int i = 0; i < NBATCH; i++) {
+            b.x[i] = labels(2, ts, V, 500 + i);
+            b.y[i] = labels(2, ts, V, 600 + i);
+        }
+        int gsteps = steps / 2 > 5 ? steps / 2 : 5;
+        double tc = 1e30, t = median_step(&b, 3, gsteps);
+        double tt = torch_step("gpt", gsteps, &tc);
+        t = best2(t, median_step(&b, 1, gsteps));
+        tt = best2(tt, torch_step("gpt", gsteps, &tc));
+        double tok = (double)(B * T);
+        /* per token: linear layers 6 flops per weight (forward, both gradients), attention
+         * scores and values 2 * 2 T D forward per layer (full T: the kernels do not skip the
+         * causal half), three times that with backward */
+        double weights = (double)L * 12 * D * D + D * V;
+        double flops = tok * (6 * weights + 3 * L * 4.0 * T * D);
+        printf("BENCH gpt_4l_128d_tokens_per_s %.0f tokens/s\n", tok / t);
+        if (tt > 0) printf("BENCH gpt_4l_128d_tokens_per_s_torch %.0f tokens/s\n", tok / tt);
+        if (tt > 0) printf("BENCH gpt_speedup %.2f x\n", tt / t);
+        printf("BENCH gpt_4l_128d_GFLOPs %.1f GFLOP/s\n", flops / t * 1e-9);
+        if (tt > 0) printf("BENCH gpt_4l_128d_GFLOPs_torch %.1f GFLOP/s\n", flops / tt * 1e-9);
+        printf("BENCH gpt_4l_128d_of_peak %.0f %%\n", 100.0 * flops / t * 1e-9 / peak);
+        report_cpu("gpt_4l_128d", &b, tc);
+        fflush(stdout);
+        teardown(&b);
+    }
+    return 0;
+}
