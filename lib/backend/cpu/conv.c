@@ -90,14 +90,16 @@ static void im2col(const t4 *x, const geo *g, int64_t n0, int64_t nb, float *col
                     int64_t ih = oh * g->sh - g->ph + kh * g->dh;
                     if (ih < 0 || ih >= g->h) { memset(dst, 0, (size_t)g->ow * 4); continue; }
                     const float *row = src + ih * x->sh + iw0 * x->sw;
-                    memset(dst, 0, (size_t)lo * 4);
+                    /* rows are short (26 floats for MNIST): no libc calls for nothing, which
+                     * were ~7% of a CNN training step for the unpadded convs */
+                    if (lo > 0) memset(dst, 0, (size_t)lo * 4);
                     if (g->sw == 1 && x->sw == 1) {
                         memcpy(dst + lo, row, (size_t)(hi - lo) * 4);
                     } else {
                         int64_t step = g->sw * x->sw;
                         for (int64_t ow = lo; ow < hi; ow++) dst[ow] = row[(ow - lo) * step];
                     }
-                    memset(dst + hi, 0, (size_t)(g->ow - hi) * 4);
+                    if (hi < g->ow) memset(dst + hi, 0, (size_t)(g->ow - hi) * 4);
                 }
             }
     }
