@@ -90,6 +90,27 @@ static void test_plots(void **state) {
     lz_image_free(&img);
 }
 
+static void test_image_grid(void **state) {
+    (void)state;
+    uint8_t pix[5 * 4 * 6];
+    for (int i = 0; i < (int)sizeof pix; i++) pix[i] = (uint8_t)(i * 11);
+    const char *cap[5] = {"7 99%", "1 80%", "CAT", NULL, "9"};
+    lz_rgb red = {200, 0, 0}, col[5] = {red, red, red, red, red};
+    lz_image img;
+    assert_int_equal(lz_plot_image_grid(&img, 5, 4, 6, 1, pix, 3, 2, cap, NULL, col), 0);
+    assert_int_equal(img.width, 3 * 100);                 /* 3 columns of at least 100 px */
+    assert_int_equal(img.height, 2 * (4 * 2 + 34));       /* 2 rows */
+    /* image 0's top-left pixel, scaled 2x, sits centred in its cell: (100 - 12) / 2, row 4 */
+    const uint8_t *p = img.pixels + ((size_t)4 * img.width + 44) * 3;
+    assert_true(p[0] == pix[0] && p[1] == pix[0] && p[2] == pix[0]);
+    const uint8_t *q = img.pixels + ((size_t)5 * img.width + 45) * 3;   /* still pixel (0,0) */
+    assert_true(q[0] == pix[0]);
+    assert_true(count_color(&img, red) > 20);             /* captions drawn */
+    lz_image_free(&img);
+    assert_int_equal(lz_plot_image_grid(&img, 0, 4, 6, 1, pix, 3, 2, NULL, NULL, NULL), -1);
+    assert_non_null(strstr(lz_error(), "image grid: bad layout"));
+}
+
 static int setup(void **state) { (void)state; return mkdtemp(dir) ? 0 : -1; }
 static int teardown(void **state) {
     (void)state;
@@ -103,6 +124,7 @@ int main(void) {
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_bad_files),
         cmocka_unit_test(test_plots),
+        cmocka_unit_test(test_image_grid),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -230,48 +230,35 @@ int write_curves(void) {
 int write_samples(const lz_model_metrics *r) {
     if (!T.val_images || r->nkept == 0) return 0;
     const lz_data_info *in = lz_dataset_info(T.val_images);
-    int n = (int)r->nkept, cols = 8, rows = (n + cols - 1) / cols;
+    int n = (int)r->nkept;
     int scale = in->height <= 32 ? 3 : in->height <= 64 ? 2 : 1;
-    int iw = in->width * scale, ih = in->height * scale;
-    int cw = iw + 16 > 100 ? iw + 16 : 100, chh = ih + 34;
-    int64_t *idx = malloc((size_t)n * sizeof *idx);
     size_t px = (size_t)in->height * (size_t)in->width * (size_t)in->channels;
+    int64_t *idx = malloc((size_t)n * sizeof *idx);
     uint8_t *pix = malloc((size_t)n * px);
+    char (*t1)[64] = malloc((size_t)n * sizeof *t1), (*t2)[64] = malloc((size_t)n * sizeof *t2);
+    const char **c1 = malloc((size_t)n * sizeof *c1), **c2 = malloc((size_t)n * sizeof *c2);
+    lz_rgb *color = malloc((size_t)n * sizeof *color);
     lz_image img = {0};
-    int rc = idx && pix ? 0 : -1;
+    int rc = idx && pix && t1 && t2 && c1 && c2 && color ? 0 : -1;
     if (rc) lz_fail("out of memory");
     for (int i = 0; i < n && !rc; i++) idx[i] = i;
     if (!rc) rc = lz_dataset_read_images(T.val_images, n, idx, pix, NULL);
-    if (!rc) rc = lz_image_new(&img, cols * cw, rows * chh, 3);
+    for (int i = 0; i < n && !rc; i++) {
+        bool ok = r->pred[i] == r->label[i];
+        color[i] = ok ? (lz_rgb){0, 130, 0} : (lz_rgb){200, 0, 0};
+        snprintf(t1[i], sizeof t1[i], "%.12s %.0f%%", T.classes[r->pred[i]], 100.0 * r->prob[i]);
+        snprintf(t2[i], sizeof t2[i], "true %.11s", T.classes[r->label[i]]);
+        c1[i] = t1[i];
+        c2[i] = ok ? NULL : t2[i];
+    }
+    if (!rc) rc = lz_plot_image_grid(&img, n, (int)in->height, (int)in->width, (int)in->channels,
+                                     pix, 8, scale, c1, c2, color);
     if (!rc) {
-        lz_draw_rect(&img, 0, 0, img.width, img.height, (lz_rgb){255, 255, 255});
-        for (int i = 0; i < n; i++) {
-            int x0 = (i % cols) * cw + (cw - iw) / 2, y0 = (i / cols) * chh + 4;
-            const uint8_t *p = pix + (size_t)i * px;
-            for (int y = 0; y < ih; y++)
-                for (int x = 0; x < iw; x++) {
-                    const uint8_t *q = p + ((size_t)(y / scale) * (size_t)in->width + (size_t)(x / scale)) *
-                                               (size_t)in->channels;
-                    uint8_t *o = img.pixels + ((size_t)(y0 + y) * (size_t)img.width + (size_t)(x0 + x)) * 3;
-                    o[0] = q[0];
-                    o[1] = q[in->channels == 3 ? 1 : 0];
-                    o[2] = q[in->channels == 3 ? 2 : 0];
-                }
-            bool ok = r->pred[i] == r->label[i];
-            lz_rgb c = ok ? (lz_rgb){0, 130, 0} : (lz_rgb){200, 0, 0};
-            char t1[64], t2[64];
-            snprintf(t1, sizeof t1, "%.12s %.0f%%", T.classes[r->pred[i]], 100.0 * r->prob[i]);
-            snprintf(t2, sizeof t2, "true %.11s", T.classes[r->label[i]]);
-            int xc = (i % cols) * cw;
-            lz_draw_text(&img, xc + (cw - lz_text_width(t1, 1)) / 2, y0 + ih + 4, t1, 1, c);
-            if (!ok) lz_draw_text(&img, xc + (cw - lz_text_width(t2, 1)) / 2, y0 + ih + 14, t2, 1, c);
-        }
         char path[4200];
         snprintf(path, sizeof path, "%s/samples.png", T.run_dir);
         rc = lz_png_write(path, &img);
     }
     lz_image_free(&img);
-    free(idx);
-    free(pix);
+    free(idx); free(pix); free(t1); free(t2); free(c1); free(c2); free(color);
     return rc;
 }

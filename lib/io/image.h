@@ -44,4 +44,12 @@ int lz_plot_lines(lz_image *out, int width, int height, const char *title, const
 int lz_plot_heatmap(lz_image *out, const char *title, int n, const int64_t *counts,
                     const char *const *labels);
 
+/* A grid of n small 8-bit images (each h x w x channels, channels 1 or 3, packed one after
+ * another in `pixels`), `cols` per row, scaled up `scale` times, each with up to two caption
+ * lines under it (caption1/caption2 may be NULL, or hold NULL entries) in colours color[i]
+ * (NULL: black). Drawn into a new RGB image. For samples.png. */
+int lz_plot_image_grid(lz_image *out, int n, int h, int w, int channels, const uint8_t *pixels,
+                       int cols, int scale, const char *const *caption1,
+                       const char *const *caption2, const lz_rgb *color);
+
 #endif

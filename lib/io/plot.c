@@ -111,3 +111,36 @@ int lz_plot_heatmap(lz_image *out, const char *title, int n, const int64_t *coun
     lz_draw_text(out, left + n * cell - lz_text_width("PREDICTED", 1), top + n * cell + 20, "PREDICTED", 1, gray);
     return 0;
 }
+
+int lz_plot_image_grid(lz_image *out, int n, int h, int w, int channels, const uint8_t *pixels,
+                       int cols, int scale, const char *const *caption1,
+                       const char *const *caption2, const lz_rgb *color) {
+    if (n <= 0 || h <= 0 || w <= 0 || (channels != 1 && channels != 3) || cols <= 0 || scale <= 0) {
+        lz_fail("image grid: bad layout (%d images of %dx%dx%d, %d columns, scale %d)", n, h, w,
+                channels, cols, scale);
+        return -1;
+    }
+    int rows = (n + cols - 1) / cols, iw = w * scale, ih = h * scale;
+    int cw = iw + 16 > 100 ? iw + 16 : 100, ch = ih + 34;
+    if (lz_image_new(out, cols * cw, rows * ch, 3)) return -1;
+    lz_draw_rect(out, 0, 0, out->width, out->height, white);
+    size_t px = (size_t)h * (size_t)w * (size_t)channels;
+    for (int i = 0; i < n; i++) {
+        int xc = (i % cols) * cw, x0 = xc + (cw - iw) / 2, y0 = (i / cols) * ch + 4;
+        const uint8_t *p = pixels + (size_t)i * px;
+        for (int y = 0; y < ih; y++)
+            for (int x = 0; x < iw; x++) {
+                const uint8_t *q = p + ((size_t)(y / scale) * (size_t)w + (size_t)(x / scale)) *
+                                           (size_t)channels;
+                uint8_t *o = out->pixels + ((size_t)(y0 + y) * (size_t)out->width + (size_t)(x0 + x)) * 3;
+                o[0] = q[0];
+                o[1] = q[channels == 3 ? 1 : 0];
+                o[2] = q[channels == 3 ? 2 : 0];
+            }
+        lz_rgb c = color ? color[i] : black;
+        const char *t1 = caption1 ? caption1[i] : NULL, *t2 = caption2 ? caption2[i] : NULL;
+        if (t1) lz_draw_text(out, xc + (cw - lz_text_width(t1, 1)) / 2, y0 + ih + 4, t1, 1, c);
+        if (t2) lz_draw_text(out, xc + (cw - lz_text_width(t2, 1)) / 2, y0 + ih + 14, t2, 1, c);
+    }
+    return 0;
+}

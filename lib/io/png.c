@@ -26,6 +26,14 @@ void lz_image_free(lz_image *img) {
     img->pixels = NULL;
 }
 
+/* libpng's default handlers print to stderr; the library never prints, so errors only
+ * longjmp back (the caller reports them) and warnings are dropped. */
+static void quiet_error(png_structp png, png_const_charp msg) {
+    (void)msg;
+    png_longjmp(png, 1);
+}
+static void quiet_warning(png_structp png, png_const_charp msg) { (void)png; (void)msg; }
+
 int lz_png_write(const char *path, const lz_image *img) {
     char tmp[4096];
     if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp) {
@@ -34,7 +42,7 @@ int lz_png_write(const char *path, const lz_image *img) {
     }
     FILE *f = fopen(tmp, "wb");
     if (!f) { lz_fail("%s: cannot write (%s)", path, strerror(errno)); return -1; }
-    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
+    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, quiet_error, quiet_warning);
     png_infop info = png ? png_create_info_struct(png) : NULL;
     png_bytep *rows = malloc((size_t)img->height * sizeof *rows);
     if (!png || !info || !rows || setjmp(png_jmpbuf(png))) {
@@ -79,7 +87,7 @@ int lz_png_read(const char *path, lz_image *out) {
         lz_fail("%s: not a PNG file", path);
         return -1;
     }
-    png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
+    png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, NULL, quiet_error, quiet_warning);
     png_infop info = png ? png_create_info_struct(png) : NULL;
     png_bytep *volatile rows = NULL;
     if (!png || !info || setjmp(png_jmpbuf(png))) {
