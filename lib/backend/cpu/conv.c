@@ -410,7 +410,8 @@ static void max4(float (*restrict u)[64], int n, float *restrict best, int *rest
  * in output order across rows: the windows' values are first copied to four arrays so that
  * max4 runs on full vectors (a row of an MNIST map has only 13 or 5 windows, too few for
  * the vector loop, and scalar a window cost ~20 cycles of mispredicted compares). Windows
- * do not overlap, so INPUT_GRAD stores each window's four gradients instead of adding. */
+ * do not overlap, so INPUT_GRAD stores (rather than adds) each window's gradient at its max
+ * into the zeroed dx. */
 static void max_plane_2x2(const float *pa, const t4 *a, const float *pb, const t4 *b,
                           const geo *g, int mode, float *py) {
     enum { CH = 64 };
