@@ -155,9 +155,12 @@ static int add_head(builder *b, int64_t out) {
 lz_module *lz_model_build(const lz_config *cfg, const lz_model_shape *in, lz_key key) {
     const char *type = lz_config_str(cfg, "model.type");
     if (!type) return NULL;
-    if (!strcmp(type, "transformer"))
-        return lz_fail("model.type 'transformer' is not supported for image classification "
-                       "(use sequential, mlp or cnn)");
+    if (!strcmp(type, "transformer")) {
+        if (in->channels || in->height || in->width)
+            return lz_fail("model.type 'transformer' takes text (token ids), but the data holds "
+                           "%dx%dx%d images", in->channels, in->height, in->width);
+        return lz_model_gpt_build(cfg, in->num_classes, key);
+    }
     lz_module *seq = lz_nn_sequential(0, NULL);
     if (!seq) return NULL;
     lz_pool_push();
@@ -236,6 +239,7 @@ int lz_model_apply_lora(lz_module *m, const lz_config *cfg, lz_key key) {
 /* ---- summary ---- */
 
 char *lz_model_summary(lz_module *m, const lz_model_shape *in) {
+    if (lz_model_gpt(m)) return lz_model_gpt_summary(m);
     size_t cap = 4096, len = 0;
     char *s = malloc(cap);
     if (!s) return lz_fail("model summary: out of memory");
@@ -353,7 +357,7 @@ int lz_model_evaluate(lz_module *m, const lz_config *cfg, lz_loader *l, int num_
         lz_array *loss = lz_model_loss(cfg, logits, b.y);
         lz_array *am = lz_argmax(logits, -1, 0);
         lz_array *pmax = lz_max(lz_softmax(logits, -1), (int[]){-1}, 1, 0);
-        int64_t bs = b.size;
+        int64_t bs = lz_size(b.y);   /* examples, or tokens for text */
         if (!loss || !am || !pmax || LZ_EVAL(loss, am, pmax)) rc = -1;
         if (!rc && bs > cap) {
             free(pred);

@@ -11,7 +11,15 @@
  *         max_pool2d 2; then the mlp above (flatten, hidden layers, output)
  * Input sizes of every layer are inferred by running each layer's forward lazily on a
  * placeholder of the current shape (nothing is evaluated), which also gives the summary's
- * output shapes. transformer models (text) are not built here yet. */
+ * output shapes.
+ *
+ * model.type transformer (model_gpt.c) is a decoder-only language model over integer tokens
+ * [B, T] (T <= model.context) giving logits [B, T, vocab]. Its children: "tok_emb"
+ * (embedding, N(0, 0.02)), "pos_emb" (learned positions only, N(0, 0.02)), "drop" (dropout >
+ * 0), "blocks" (a sequential of lz_nn_transformer_block: pre-norm, causal, GELU or SwiGLU,
+ * layer or RMS norm, RoPE with positions: rotary), "norm_f", and "head" (linear, no bias)
+ * unless the embeddings are tied (logits = h tok_emb.weight^T). With checkpoint_blocks each
+ * block runs under lz_checkpoint: its activations are recomputed in the backward pass. */
 #ifndef LZ_MODEL_H
 #define LZ_MODEL_H
 
@@ -26,7 +34,7 @@
  * classes (the labels' range and, unless model.out says otherwise, the outputs). */
 typedef struct {
     int channels, height, width;
-    int num_classes;
+    int num_classes;   /* text: the vocabulary size */
 } lz_model_shape;
 
 /* Builds the network of cfg for inputs of `in`, parameters initialised from key. Checks that
@@ -88,5 +96,43 @@ int lz_model_save(lz_module *m, lz_ckpt_writer *w);
  * (one message listing every difference, prefixed by the checkpoint's path) and loads them
  * into m. 0 or -1 + error. */
 int lz_model_load(lz_module *m, lz_ckpt *c);
+
+/* ---- transformer language models (model_gpt.c) ---- */
+#include "../nn/kv_cache.h"
+
+typedef struct {
+    int64_t vocab, n_heads, d_model, context;
+    int n_layers;
+    bool learned_positions, tied, checkpoint_blocks;
+    double dropout;
+    lz_kv_attn_opts attn;   /* for the blocks' key/value-cached forward */
+} lz_model_gpt_info;
+
+/* The transformer of cfg for a data vocabulary of data_vocab tokens (model.vocab_size, when
+ * given, must be at least that). NEW module in training mode, or NULL + error. lz_model_build
+ * calls it for model.type transformer (with the shape's num_classes as the vocabulary). */
+lz_module *lz_model_gpt_build(const lz_config *cfg, int64_t data_vocab, lz_key key);
+/* m's settings when it is a transformer built here, else NULL. */
+const lz_model_gpt_info *lz_model_gpt(const lz_module *m);
+/* A table with one row per part (embeddings, each block, final norm, head) and its
+ * parameter count; malloc'd. */
+char *lz_model_gpt_summary(lz_module *m);
+/* Generation: runs the NEW tokens x [B, T] at positions len..len+T-1 of m's key/value cache
+ * (evaluation-mode blocks, no dropout) and returns the logits of the last one [B, 1, vocab]
+ * (NEW, pending; evaluate with lz_kv_cache_eval(lz_model_gpt_cache(m), ...)). len + T must
+ * not exceed the context. Reset the cache (lz_kv_cache_reset) to start a new sequence. */
+lz_array *lz_model_gpt_forward_cached(lz_module *m, lz_array *x);
+lz_kv_cache *lz_model_gpt_cache(lz_module *m);   /* borrowed; made on first use */
+
+/* Sampling (sample.c). Generates n_new tokens after prompt[0..n_prompt) (n_prompt >= 1) into
+ * out[0..n_new). Each step divides the last position's logits by temperature (<= 0: greedy),
+ * keeps the top_k largest (0: all) and draws from their softmax with a generator seeded by
+ * seed (the same seed gives the same tokens). The model sees a window of at most `context`
+ * tokens: when it is full, it restarts with the last context/2 tokens. use_cache: one
+ * cached position per token (a new prefill of the window when it restarts); otherwise the
+ * whole window is run again for every token (the reference the cache must match). m is put
+ * in evaluation mode. Returns 0, or -1 + error. */
+int lz_model_generate(lz_module *m, const int32_t *prompt, int64_t n_prompt, int64_t n_new,
+                      double temperature, int top_k, uint64_t seed, bool use_cache, int32_t *out);
 
 #endif
