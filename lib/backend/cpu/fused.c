@@ -20,11 +20,15 @@
  * in L1 (8x8 in AVX registers for 4-byte values); the other leaves are read row by row; the
  * result is stored row by row. Every line of memory is thus read and written whole, at the
  * cost of one transpose in cache. The instructions do not care: elementwise, a tile is a
- * tile whatever the order of its elements.
+ * tile whatever the order of its elements. (Measured on 2 threads: a + b^T over 2048^2
+ * float32 1.1 -> 11 GB/s.)
  *
  * A group that only copies one leaf to its own dtype (lz_copy, lz_contiguous, astype to
  * the same type) moves the dtype's bytes (rep RAW) instead of converting through float:
- * faster, and exact (float16 signalling NaNs stay signalling). */
+ * faster, and exact (float16 signalling NaNs stay signalling). When that leaf is dense
+ * along the block axis (a transpose, any permutation that moves the last axis), each block
+ * goes from the leaf to the output through vector registers alone (copy_block): 0.7 ->
+ * ~28 GB/s for the [4096,1024] float32 transpose, about memcpy's speed. */
 #include <omp.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -289,23 +293,16 @@ typedef struct {
     int64_t start, n, rows, cols, idx[LZ_MAX_DIMS];
 } tile;
 
-/* src holds cols runs of rows elements (column c at src + c * rows); writes them to dst as
- * rows x cols, row-major. Elements of es bytes; both buffers are registers, in L1. */
-#define TRANSPOSE(T)                                                                   \
-    do {                                                                               \
-        const T *s = (const T *)src;                                                   \
-        T *d = (T *)dst;                                                               \
-        for (int64_t r = r0; r < rows; r++)                                            \
-            for (int64_t c = 0; c < cols; c++) d[r * cols + c] = s[c * rows + r];      \
-        for (int64_t r = 0; r < r0; r++)                                               \
-            for (int64_t c = c0; c < cols; c++) d[r * cols + c] = s[c * rows + r];     \
-    } while (0)
-
+/* Transposes in cache: element (r, c) of a rows x cols block is src[c * scs + r] and goes
+ * to dst[r * drs + c] (strides in elements of es bytes). Square sub-blocks go through
+ * vector registers (8x8 of 4 or 2 bytes, 4x4 of 8 bytes), the edges element by element.
+ * Only moves bits: NaN payloads pass unchanged. */
 #ifdef __AVX__
-/* Rows k of s (row stride ss) become columns k of d (row stride ds): 8x8 floats. */
-static inline void transpose8(const float *s, int64_t ss, float *d, int64_t ds) {
+static inline void transpose_8x8x4(const char *src, int64_t scs, char *dst, int64_t drs) {
+    const float *s = (const float *)src;
+    float *d = (float *)dst;
     __m256 r[8], t[8], u[8];
-    for (int k = 0; k < 8; k++) r[k] = _mm256_loadu_ps(s + k * ss);
+    for (int k = 0; k < 8; k++) r[k] = _mm256_loadu_ps(s + k * scs);
     for (int k = 0; k < 8; k += 2) {
         t[k] = _mm256_unpacklo_ps(r[k], r[k + 1]);
         t[k + 1] = _mm256_unpackhi_ps(r[k], r[k + 1]);
@@ -317,21 +314,74 @@ static inline void transpose8(const float *s, int64_t ss, float *d, int64_t ds) 
         u[k + 3] = _mm256_shuffle_ps(t[k + 1], t[k + 3], 0xee);
     }
     for (int k = 0; k < 4; k++) {
-        _mm256_storeu_ps(d + k * ds, _mm256_permute2f128_ps(u[k], u[k + 4], 0x20));
-        _mm256_storeu_ps(d + (k + 4) * ds, _mm256_permute2f128_ps(u[k], u[k + 4], 0x31));
+        _mm256_storeu_ps(d + k * drs, _mm256_permute2f128_ps(u[k], u[k + 4], 0x20));
+        _mm256_storeu_ps(d + (k + 4) * drs, _mm256_permute2f128_ps(u[k], u[k + 4], 0x31));
+    }
+}
+
+static inline void transpose_4x4x8(const char *src, int64_t scs, char *dst, int64_t drs) {
+    const double *s = (const double *)src;
+    double *d = (double *)dst;
+    __m256d r[4], t[4];
+    for (int k = 0; k < 4; k++) r[k] = _mm256_loadu_pd(s + k * scs);
+    for (int k = 0; k < 4; k += 2) {
+        t[k] = _mm256_unpacklo_pd(r[k], r[k + 1]);
+        t[k + 1] = _mm256_unpackhi_pd(r[k], r[k + 1]);
+    }
+    for (int k = 0; k < 2; k++) {
+        _mm256_storeu_pd(d + k * drs, _mm256_permute2f128_pd(t[k], t[k + 2], 0x20));
+        _mm256_storeu_pd(d + (k + 2) * drs, _mm256_permute2f128_pd(t[k], t[k + 2], 0x31));
+    }
+}
+
+static inline void transpose_8x8x2(const char *src, int64_t scs, char *dst, int64_t drs) {
+    const uint16_t *s = (const uint16_t *)src;
+    uint16_t *d = (uint16_t *)dst;
+    __m128i r[8], a[8], b[8];
+    for (int k = 0; k < 8; k++) r[k] = _mm_loadu_si128((const __m128i *)(s + k * scs));
+    for (int k = 0; k < 8; k += 2) {
+        a[k] = _mm_unpacklo_epi16(r[k], r[k + 1]);
+        a[k + 1] = _mm_unpackhi_epi16(r[k], r[k + 1]);
+    }
+    for (int k = 0; k < 8; k += 4) {
+        b[k] = _mm_unpacklo_epi32(a[k], a[k + 2]);
+        b[k + 1] = _mm_unpackhi_epi32(a[k], a[k + 2]);
+        b[k + 2] = _mm_unpacklo_epi32(a[k + 1], a[k + 3]);
+        b[k + 3] = _mm_unpackhi_epi32(a[k + 1], a[k + 3]);
+    }
+    for (int k = 0; k < 4; k++) {
+        _mm_storeu_si128((__m128i *)(d + 2 * k * drs), _mm_unpacklo_epi64(b[k], b[k + 4]));
+        _mm_storeu_si128((__m128i *)(d + (2 * k + 1) * drs), _mm_unpackhi_epi64(b[k], b[k + 4]));
     }
 }
 #endif
 
-static void transpose(const char *src, char *dst, int64_t rows, int64_t cols, int64_t es) {
-    int64_t r0 = 0, c0 = 0;   /* the part [0, r0) x [0, c0) done by 8x8 blocks */
+#define TRANSPOSE(T)                                                                   \
+    do {                                                                               \
+        const T *s = (const T *)src;                                                   \
+        T *d = (T *)dst;                                                               \
+        for (int64_t r = r0; r < rows; r++)                                            \
+            for (int64_t c = 0; c < cols; c++) d[r * drs + c] = s[c * scs + r];        \
+        for (int64_t r = 0; r < r0; r++)                                               \
+            for (int64_t c = c0; c < cols; c++) d[r * drs + c] = s[c * scs + r];       \
+    } while (0)
+
+static void transpose(const char *src, int64_t scs, char *dst, int64_t drs, int64_t rows,
+                      int64_t cols, int64_t es) {
+    int64_t r0 = 0, c0 = 0;   /* [0, r0) x [0, c0) goes by vector sub-blocks */
 #ifdef __AVX__
-    if (es == 4) {
-        r0 = rows & ~(int64_t)7;
-        c0 = cols & ~(int64_t)7;
-        for (int64_t c = 0; c < c0; c += 8)
-            for (int64_t r = 0; r < r0; r += 8)
-                transpose8((const float *)src + c * rows + r, rows, (float *)dst + r * cols + c, cols);
+    int64_t k = es == 8 ? 4 : es == 4 || es == 2 ? 8 : 0;
+    if (k) {
+        r0 = rows / k * k;
+        c0 = cols / k * k;
+        for (int64_t c = 0; c < c0; c += k)
+            for (int64_t r = 0; r < r0; r += k) {
+                const char *s = src + (c * scs + r) * es;
+                char *d = dst + (r * drs + c) * es;
+                if (es == 4) transpose_8x8x4(s, scs, d, drs);
+                else if (es == 8) transpose_4x4x8(s, scs, d, drs);
+                else transpose_8x8x2(s, scs, d, drs);
+            }
     }
 #endif
     switch (es) {
@@ -360,7 +410,7 @@ static void load_block(const cpu_program *p, int j, const tile *t, int rep, char
     if (by_column(sa, sc) && t->rows > 1) {
         for (int64_t c = 0; c < t->cols; c++)
             load_run(base + c * sc * es, ty, sa, t->rows, rep, tmp + c * t->rows * rs);
-        transpose(tmp, dst, t->rows, t->cols, rs);
+        transpose(tmp, t->rows, dst, t->cols, t->rows, t->cols, rs);
     } else {
         for (int64_t r = 0; r < t->rows; r++)
             load_run(base + r * sa * es, ty, sc, t->cols, rep, dst + r * t->cols * rs);
@@ -503,8 +553,13 @@ static void stream_copy(char *dst, const char *src, size_t bytes) {
 }
 
 /* Blocks are BLOCK rows (along the block axis) by LZ_TILE / BLOCK columns: a column of a
- * transposed float32 leaf is then 128 bytes, two whole cache lines. */
+ * transposed float32 leaf is then 128 bytes, two whole cache lines. An exact copy of a leaf
+ * dense along the block axis is transposed straight from the leaf into the output, without
+ * registers, in COPY_ROWS x COPY_COLS blocks (measured on 2 threads, [4096,1024] float32:
+ * 16x64 28 GB/s, 32x32 20, 8x128 21; float16 and 3-D permutes alike or better). */
 #define BLOCK 32
+#define COPY_ROWS 16
+#define COPY_COLS 64
 
 /* The block axis for g (see the top of the file): an axis, not the last, along which a
  * leaf that is sparse along the last axis is dense; -1 when every leaf reads well flat. */
@@ -545,6 +600,21 @@ static void block_at(const cpu_program *p, int64_t k, int64_t rows, int64_t cols
     t->n = t->rows * t->cols;
 }
 
+/* Block k of a direct copy (see COPY_ROWS): from the leaf straight to the output. */
+static void copy_block(const cpu_program *p, int64_t k, int64_t rows, int64_t cols,
+                       const int64_t *cs, char *dst0) {
+    tile t;
+    block_at(p, k, rows, cols, &t);
+    const int64_t *st = p->leaf[0].strides;
+    int64_t es = (int64_t)lz_dtype_size(p->leaf[0].dtype), o = 0, lo = 0;
+    for (int d = 0; d < p->ndim; d++) {
+        o += t.idx[d] * cs[d];
+        lo += t.idx[d] * st[d];
+    }
+    transpose(p->leaf[0].base + lo * es, st[p->ndim - 1], dst0 + o * es, cs[p->block_axis],
+              t.rows, t.cols, es);
+}
+
 /* A group that only copies its one leaf to the leaf's own dtype: its bytes can move as
  * they are (rep RAW). */
 static bool copies_exactly(const lz_fused *g) {
@@ -573,9 +643,11 @@ static int run_elementwise(const lz_fused *g) {
     bool raw = copies_exactly(g), blocked = p.block_axis >= 0;
     int a = p.block_axis, last = p.ndim - 1;
     int64_t n = lz_size(out), rows = 1, cols = EW_TILE, ntiles = (n + EW_TILE - 1) / EW_TILE;
+    bool direct = raw && blocked && p.leaf[0].strides[a] == 1;
     if (blocked) {
-        rows = p.shape[a] < BLOCK ? p.shape[a] : BLOCK;
-        cols = p.shape[last] < LZ_TILE / rows ? p.shape[last] : LZ_TILE / rows;
+        int64_t br = direct ? COPY_ROWS : BLOCK, bc = direct ? COPY_COLS : LZ_TILE / BLOCK;
+        rows = p.shape[a] < br ? p.shape[a] : br;
+        cols = p.shape[last] < bc ? p.shape[last] : bc;
         ntiles = n / (p.shape[a] * p.shape[last]) * ((p.shape[a] + rows - 1) / rows) *
                  ((p.shape[last] + cols - 1) / cols);
     }
@@ -602,7 +674,9 @@ static int run_elementwise(const lz_fused *g) {
         for (int64_t k = 0; k < ntiles; k++) {
             if (!s) continue;
             tile t;
-            if (blocked) {
+            if (direct) {
+                copy_block(&p, k, rows, cols, cs, dst0);
+            } else if (blocked) {
                 block_at(&p, k, rows, cols, &t);
                 const void *v = raw ? copy_tile(&p, &t, s, NULL) : run_tile(&p, &t, s, NULL, fill);
                 int64_t o = 0;
