@@ -22,7 +22,7 @@ static inline double t_uniform(uint64_t *s, double lo, double hi) {
     return lo + (hi - lo) * (double)(r >> 11) * (1.0 / 9007199254740992.0);
 }
 
-/* A test array: `a` (owned by the caller) and `v`, its logical values in row-major order,
+/* A test array: `a` (a new reference the caller releases, also inside a pool) and `v`, its logical values in row-major order,
  * already rounded to a's dtype, as doubles (free with t_free). */
 typedef struct { lz_array *a; double *v; int64_t n; } tarr;
 
@@ -34,6 +34,7 @@ enum { T_CONTIG, T_STRIDED, T_TRANSPOSED };
 static inline tarr t_rand(int ndim, const int64_t *shape, lz_dtype t, double lo, double hi,
                           uint64_t *seed, int layout) {
     tarr r;
+    lz_pool_push();   /* the arrays made here are the pool's; r.a is retained at the end */
     r.n = 1;
     for (int d = 0; d < ndim; d++) r.n *= shape[d];
     r.v = malloc((size_t)(r.n ? r.n : 1) * sizeof(double));
@@ -49,7 +50,6 @@ static inline tarr t_rand(int ndim, const int64_t *shape, lz_dtype t, double lo,
         lz_array *x = lz_from_data(f, ndim, shape, LZ_F32);
         r.a = lz_astype(x, t);
         lz_eval1(r.a);
-        lz_release(x);
         free(f);
     } else if (layout == T_STRIDED) {
         int64_t big[LZ_MAX_DIMS], n = 1;
@@ -68,8 +68,6 @@ static inline tarr t_rand(int ndim, const int64_t *shape, lz_dtype t, double lo,
         int64_t st[LZ_MAX_DIMS], sp[LZ_MAX_DIMS], stp[LZ_MAX_DIMS];
         for (int d = 0; d < ndim; d++) { st[d] = 1; sp[d] = big[d]; stp[d] = 2; }
         r.a = lz_slice(y, st, sp, stp);
-        lz_release(x);
-        lz_release(y);
         free(f);
     } else {
         int64_t rev[LZ_MAX_DIMS];
@@ -86,8 +84,6 @@ static inline tarr t_rand(int ndim, const int64_t *shape, lz_dtype t, double lo,
         lz_array *y = lz_astype(x, t);
         lz_eval1(y);
         r.a = lz_transpose(y);
-        lz_release(x);
-        lz_release(y);
         free(f);
     }
     /* round the reference to what the dtype stores */
@@ -98,8 +94,9 @@ static inline tarr t_rand(int ndim, const int64_t *shape, lz_dtype t, double lo,
         lz_to_float(c, f, r.n);
         for (int64_t i = 0; i < r.n; i++) r.v[i] = f[i];
         free(f);
-        lz_release(c);
     }
+    lz_retain(r.a);
+    lz_pool_pop();
     return r;
 }
 
