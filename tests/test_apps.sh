@@ -255,5 +255,54 @@ expect "eval an image that is not a PNG" 2 "tiny.yaml" -- "$EVAL" "$R/best.h5" -
 expect "eval unwritable --out" 2 "cannot write $T/afile/x/confusion.png: the folder $T/afile/x does not exist \(--out\)" -- "$EVAL" "$R/best.h5" --out "$T/afile/x"
 expect "train.log_format csv is refused, not ignored" 2 "log_format 'csv' is not supported" -- "$TRAIN" tiny.yaml train.log_format=csv
 
+# ---- a character-level language model (model.type transformer) on a tiny text ----
+for i in $(seq 300); do echo "ROMEO: the quick brown fox jumps over the lazy dog, and juliet sees it."; done > "$T/tiny.txt"
+"$TOOL" text "$T/tiny_text.h5" "$T/tiny.txt" --val-fraction 0.1 >/dev/null || fail "lz-data text"
+cat > "$T/tiny_gpt.yaml" <<'YAML'
+name: tiny_gpt
+seed: 3
+data: {path: tiny_text.h5, val_split: val, batch_size: 8}
+model: {type: transformer, n_layers: 2, n_heads: 2, d_model: 32, context: 32}
+optimizer: {name: adamw, lr: 3e-3, betas: [0.9, 0.99], weight_decay: 0.1}
+schedule: {name: warmup_cosine, warmup_steps: 5, min_lr: 1e-4}
+train: {steps: 60, eval_every: 30, checkpoint_every: 30, log_every: 10, clip_grad_norm: 1.0}
+YAML
+if "$TRAIN" tiny_gpt.yaml >"$T/gpt.out" 2>"$T/gpt.err"; then pass "train a tiny transformer on text exits 0"
+else fail "train tiny_gpt.yaml (exit $?: $(head -c 400 "$T/gpt.err"))"; fi
+G=runs/tiny_gpt
+missing=""
+for f in config.yaml last.h5 best.h5 metrics.jsonl curves.png; do [ -s "$G/$f" ] || missing="$missing $f"; done
+[ -z "$missing" ] && pass "text run folder has config.yaml, last.h5, best.h5, metrics.jsonl, curves.png" ||
+    fail "text run folder lacks$missing"
+grep -q "blocks.1 *transformer_block" "$T/gpt.out" && grep -q "step 60/60 .* tokens/s" "$T/gpt.out" &&
+    grep -q "^time .* tokens/s" "$T/gpt.out" &&
+    pass "summary lists each block; progress and summary report tokens/s" || fail "transformer summary or tokens/s missing"
+first=$(grep '"kind":"train"' "$G/metrics.jsonl" | head -1 | sed 's/.*"loss":\([^,]*\).*/\1/')
+last=$(grep '"kind":"train"' "$G/metrics.jsonl" | tail -1 | sed 's/.*"loss":\([^,]*\).*/\1/')
+awk -v a="$first" -v b="$last" 'BEGIN { exit !(b < a * 0.7) }' && pass "text loss falls ($first -> $last)" ||
+    fail "text loss does not fall ($first -> $last)"
+bestloss=$(sed -n 's/^best val loss \([0-9.]*\) .*/\1/p' "$T/gpt.out")
+if "$EVAL" "$G/best.h5" >"$T/out" 2>"$T/err" && grep -q "^loss $bestloss nats/char" "$T/out" &&
+   grep -q "^perplexity " "$T/out" && grep -q "^bits per character " "$T/out"; then
+    pass "eval of a language model: loss ($bestloss, as train reported), perplexity, bits per character"
+else fail "eval text loss ($bestloss; $(head -c 300 "$T/out") $(head -c 300 "$T/err"))"; fi
+gen() { "$EVAL" "$G/best.h5" --prompt "ROMEO:" --tokens 80 --temperature 0.8 --top-k 10 "$@"; }
+if gen --seed 1 >"$T/s1" 2>"$T/e1" && gen --seed 1 >"$T/s1b" 2>/dev/null && gen --seed 1 --no-cache >"$T/s1c" 2>/dev/null &&
+   gen --seed 2 >"$T/s2" 2>/dev/null && cmp -s "$T/s1" "$T/s1b" && cmp -s "$T/s1" "$T/s1c" && ! cmp -s "$T/s1" "$T/s2" &&
+   head -c 6 "$T/s1" | grep -q "ROMEO:" && grep -q "tokens/s (key/value cache)" "$T/e1"; then
+    pass "eval --prompt: deterministic for a seed, the key/value cache gives the recomputed text, tokens/s"
+else fail "eval --prompt ($(head -c 200 "$T/s1") / $(head -c 200 "$T/e1"))"; fi
+gen --seed 1 --json >"$T/sj" 2>/dev/null && grep -q '"tokens_per_s":' "$T/sj" && pass "eval --prompt --json" || fail "eval --prompt --json"
+expect "eval --prompt with a character outside the vocabulary" 2 "the character 'Z' \(at byte 0\) is not in the model's vocabulary" \
+    -- "$EVAL" "$G/best.h5" --prompt "Zebra"
+expect "eval --prompt on an image classifier" 2 "--prompt needs a language model" -- "$EVAL" "$R/best.h5" --prompt "hi"
+expect "eval bad --temperature" 2 "expected a number >= 0, got '-1'" -- "$EVAL" "$G/best.h5" --prompt "R" --temperature -1
+expect "a transformer on image data" 2 "holds images, but model.type 'transformer' is a language model" \
+    -- "$TRAIN" tiny_gpt.yaml data.path=mnist_small.h5 data.val_split=test
+expect "an image model on text" 2 "split .train. holds text" \
+    -- "$TRAIN" tiny.yaml data.path=tiny_text.h5 data.val_split=val
+expect "data.context beyond model.context" 2 "data.context 64 exceeds model.context 32" \
+    -- "$TRAIN" tiny_gpt.yaml data.context=64
+
 [ $fails = 0 ] && echo "test_apps: all passed" || echo "test_apps: $fails failed"
 [ $fails = 0 ]

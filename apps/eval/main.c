@@ -1,5 +1,11 @@
 /* eval CHECKPOINT [--data FILE] [--split NAME] [--batch-size N] [--out PATH] [--json]
  *      [--config FILE] [--image FILE.png]
+ *      [--prompt TEXT [--tokens N] [--temperature T] [--top-k K] [--seed S] [--no-cache]]
+ *
+ * Language models (model.type transformer, trained on text): without --prompt, the loss on a
+ * split in nats per token, its perplexity and bits per character; with --prompt, generated
+ * text after the prompt (key/value cache: one position's work per token), then the speed on
+ * stderr. The vocabulary comes from the checkpoint.
  *
  * Rebuilds the model from the config stored in a checkpoint written by train (or from
  * --config), loads its parameters and evaluates it on a split of its data set: loss,
@@ -15,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include "leibniz.h"
 #include "io/model.h"
@@ -25,6 +32,14 @@ static struct {
     const char *ckpt_path, *data, *split, *out, *config, *image;
     int64_t batch_size;
     bool json;
+    /* text */
+    const char *prompt;
+    int64_t tokens;
+    double temperature;
+    int64_t top_k, seed;
+    bool no_cache, text;
+    int vocab_size;
+    const char **vocab;
     lz_ckpt *ckpt;
     lz_config *cfg;
     lz_module *model;
@@ -45,7 +60,8 @@ static _Noreturn void die(int code, const char *fmt, ...) {
 }
 
 #define USAGE "eval CHECKPOINT [--data FILE] [--split NAME] [--batch-size N] [--out PATH] " \
-              "[--json] [--config FILE] [--image FILE.png]"
+              "[--json] [--config FILE] [--image FILE.png] [--prompt TEXT [--tokens N] " \
+              "[--temperature T] [--top-k K] [--seed S] [--no-cache]]"
 
 static _Noreturn void usage(int code) {
     if (code) {
@@ -60,7 +76,15 @@ static _Noreturn void usage(int code) {
             "  --out PATH       where confusion.png goes (a folder, or a .png path)\n"
             "  --json           print the metrics as one JSON object\n"
             "  --config FILE    rebuild the model from FILE instead of the checkpoint's config\n"
-            "  --image FILE     classify one PNG (resized to the model's input) and print the top 3\n");
+            "  --image FILE     classify one PNG (resized to the model's input) and print the top 3\n"
+            "Language models: without --prompt, the loss (nats/token), perplexity and bits per\n"
+            "character on the split; with --prompt, the prompt and generated text:\n"
+            "  --prompt TEXT    text to continue (characters of the model's vocabulary)\n"
+            "  --tokens N       tokens to generate (default 500)\n"
+            "  --temperature T  logits / T before sampling; 0: always the likeliest (default 0.8)\n"
+            "  --top-k K        sample among the K likeliest tokens; 0: all (default 40)\n"
+            "  --seed S         the same seed gives the same text (default 1)\n"
+            "  --no-cache       recompute the whole window for every token (slow; for checking)\n");
     exit(0);
 }
 
@@ -75,14 +99,30 @@ static void parse_args(int argc, char **argv) {
         else if (!strcmp(a, "--out")) val = &E.out;
         else if (!strcmp(a, "--config")) val = &E.config;
         else if (!strcmp(a, "--image")) val = &E.image;
-        else if (!strcmp(a, "--batch-size")) {
-            if (++i == argc) die(EXIT_USAGE, "--batch-size needs a number");
+        else if (!strcmp(a, "--prompt")) val = &E.prompt;
+        else if (!strcmp(a, "--no-cache")) E.no_cache = true;
+        else if (!strcmp(a, "--batch-size") || !strcmp(a, "--tokens") || !strcmp(a, "--top-k") ||
+                 !strcmp(a, "--seed")) {
+            if (++i == argc) die(EXIT_USAGE, "%s needs a number", a);
             char *end;
             errno = 0;
             long long v = strtoll(argv[i], &end, 10);
-            if (*end || end == argv[i] || errno || v < 1)
-                die(EXIT_USAGE, "--batch-size: expected a positive integer, got '%s'", argv[i]);
-            E.batch_size = v;
+            bool pos = !strcmp(a, "--batch-size") || !strcmp(a, "--tokens");
+            if (*end || end == argv[i] || errno || v < (pos ? 1 : 0))
+                die(EXIT_USAGE, "%s: expected a %s integer, got '%s'", a,
+                    pos ? "positive" : "non-negative", argv[i]);
+            if (a[2] == 'b') E.batch_size = v;
+            else if (a[2] == 't') E.tokens = v;
+            else if (a[2] == 's') E.seed = v;
+            else E.top_k = v;
+        } else if (!strcmp(a, "--temperature")) {
+            if (++i == argc) die(EXIT_USAGE, "--temperature needs a number");
+            char *end;
+            errno = 0;
+            double v = strtod(argv[i], &end);
+            if (*end || end == argv[i] || errno || !(v >= 0) || !isfinite(v))
+                die(EXIT_USAGE, "--temperature: expected a number >= 0, got '%s'", argv[i]);
+            E.temperature = v;
         } else if (a[0] == '-' && a[1]) die(EXIT_USAGE, "unknown option '%s' (see eval --help)", a);
         else if (!E.ckpt_path) E.ckpt_path = a;
         else die(EXIT_USAGE, "more than one checkpoint given ('%s' and '%s')", E.ckpt_path, a);
@@ -152,7 +192,20 @@ static void load_model(void) {
     if (!E.cfg) die(EXIT_USAGE, "%s", lz_error());
     E.shape = (lz_model_shape){(int)ckpt_int("input_channels"), (int)ckpt_int("input_height"),
                                (int)ckpt_int("input_width"), (int)ckpt_int("num_classes")};
-    const char *cl = lz_ckpt_get_str(E.ckpt, "classes");
+    size_t vn = 0;
+    const char *vb = lz_ckpt_has(E.ckpt, "vocab") ? lz_ckpt_get_bytes(E.ckpt, "vocab", &vn) : NULL;
+    if (vb) {   /* a language model: token texts, each followed by a NUL */
+        E.text = true;
+        E.vocab_size = E.shape.num_classes;
+        E.vocab = calloc((size_t)E.vocab_size + 1, sizeof *E.vocab);
+        size_t at = 0;
+        for (int i = 0; i < E.vocab_size; i++) {
+            if (at >= vn) die(EXIT_USAGE, "%s: the vocabulary is truncated", E.ckpt_path);
+            E.vocab[i] = vb + at;
+            at += strnlen(vb + at, vn - at) + 1;
+        }
+    }
+    const char *cl = E.text ? NULL : lz_ckpt_get_str(E.ckpt, "classes");
     E.classes = calloc((size_t)E.shape.num_classes, sizeof *E.classes);
     E.classes_text = strdup(cl ? cl : "");
     char *p = E.classes_text;
@@ -241,6 +294,118 @@ static int classify_image(void) {
     return 0;
 }
 
+/* ---- language models ---- */
+
+/* The prompt as token ids: at each point the longest vocabulary entry that matches. */
+static int64_t encode(const char *text, int32_t *out) {
+    int64_t n = 0;
+    for (const char *p = text; *p;) {
+        int best = -1;
+        size_t bl = 0;
+        for (int i = 0; i < E.vocab_size; i++) {
+            size_t l = strlen(E.vocab[i]);
+            if (l > bl && !strncmp(p, E.vocab[i], l)) { best = i; bl = l; }
+        }
+        if (best < 0) {
+            int cl = 1;
+            while (p[cl] && ((unsigned char)p[cl] & 0xC0) == 0x80) cl++;
+            die(EXIT_USAGE, "--prompt: the character '%.*s' (at byte %lld) is not in the model's "
+                "vocabulary of %d characters", cl, p, (long long)(p - text), E.vocab_size);
+        }
+        out[n++] = best;
+        p += bl;
+    }
+    return n;
+}
+
+static int generate(void) {
+    if (!E.prompt[0]) die(EXIT_USAGE, "--prompt: give at least one character");
+    int32_t *ids = malloc((strlen(E.prompt) + 1) * sizeof *ids);
+    int32_t *out = malloc((size_t)E.tokens * sizeof *out);
+    if (!ids || !out) die(EXIT_RUNTIME, "out of memory");
+    int64_t n = encode(E.prompt, ids);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    if (lz_model_generate(E.model, ids, n, E.tokens, E.temperature, (int)E.top_k,
+                          (uint64_t)E.seed, !E.no_cache, out))
+        die(EXIT_RUNTIME, "%s", lz_error());
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double dt = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+    if (E.json) {
+        size_t len = strlen(E.prompt) + 1;
+        for (int64_t i = 0; i < E.tokens; i++) len += strlen(E.vocab[out[i]]);
+        char *text = calloc(len, 1);
+        strcpy(text, E.prompt);
+        for (int64_t i = 0; i < E.tokens; i++) strcat(text, E.vocab[out[i]]);
+        printf("{\"checkpoint\":%s,\"prompt\":%s,\"tokens\":%lld,\"seconds\":%s,"
+               "\"tokens_per_s\":%s,\"kv_cache\":%s,\"text\":", js(E.ckpt_path), js(E.prompt),
+               (long long)E.tokens, num(dt), num(dt > 0 ? (double)E.tokens / dt : 0),
+               E.no_cache ? "false" : "true");
+        /* the text may exceed js's buffer: write it escaped here */
+        putchar('"');
+        for (const char *p = text; *p; p++) {
+            unsigned char c = (unsigned char)*p;
+            if (c == '"' || c == '\\') printf("\\%c", c);
+            else if (c < 0x20) printf("\\u%04x", c);
+            else putchar(c);
+        }
+        printf("\"}\n");
+        free(text);
+    } else {
+        fputs(E.prompt, stdout);
+        for (int64_t i = 0; i < E.tokens; i++) fputs(E.vocab[out[i]], stdout);
+        putchar('\n');
+        fflush(stdout);
+        fprintf(stderr, "eval: %lld tokens in %.2f s: %.1f tokens/s (%s)\n", (long long)E.tokens,
+                dt, dt > 0 ? (double)E.tokens / dt : 0.0,
+                E.no_cache ? "whole window recomputed per token" : "key/value cache");
+    }
+    free(ids);
+    free(out);
+    return 0;
+}
+
+/* Loss, perplexity and bits per character of a text split. */
+static int evaluate_text(const char *data, const char *split) {
+    lz_model_loader_opts lo;
+    if (lz_model_loader_options(E.cfg, false, E.batch_size, &lo)) die(EXIT_USAGE, "%s", lz_error());
+    lo.o.prefetch = 1;
+    int64_t ctx = 0;
+    if (lz_ckpt_get_int(E.ckpt, "context", &ctx)) ctx = lz_model_gpt(E.model)->context;
+    lo.o.context = ctx;
+    lz_loader *l = lz_loader_open(data, split, &lo.o);
+    if (!l) die(EXIT_USAGE, "%s", lz_error());
+    const lz_data_info *in = lz_loader_info(l);
+    if (in->kind != LZ_DATA_TEXT || in->vocab_size != E.vocab_size)
+        die(EXIT_USAGE, "%s: split '%s' is not text with the model's vocabulary of %d tokens",
+            data, split, E.vocab_size);
+    for (int i = 0; i < E.vocab_size; i++)
+        if (strcmp(in->vocab[i], E.vocab[i]))
+            die(EXIT_USAGE, "%s: the vocabulary differs from the model's at token %d", data, i);
+    lz_model_metrics r;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    if (lz_model_evaluate(E.model, E.cfg, l, E.vocab_size, 0, NULL, &r) < 0)
+        die(EXIT_RUNTIME, "%s", lz_error());
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double dt = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+    lz_loader_close(l);
+    double bpc = r.loss / log(2.0), ppl = exp(r.loss), acc = r.n ? (double)r.correct / (double)r.n : NAN;
+    if (E.json)
+        printf("{\"checkpoint\":%s,\"data\":%s,\"split\":%s,\"tokens\":%lld,\"loss\":%s,"
+               "\"perplexity\":%s,\"bits_per_char\":%s,\"accuracy\":%s,\"tokens_per_s\":%s}\n",
+               js(E.ckpt_path), js(data), js(split), (long long)r.n, num(r.loss), num(ppl), num(bpc),
+               num(acc), num(dt > 0 ? (double)r.n / dt : 0));
+    else
+        printf("checkpoint %s\ndata %s, split %s: %lld tokens (windows of %lld)\n"
+               "loss %.4f nats/char\nperplexity %.3f\nbits per character %.4f\n"
+               "next-character accuracy %.2f%%\n(%.0f tokens/s)\n", E.ckpt_path, data, split,
+               (long long)r.n, (long long)ctx, r.loss, ppl, bpc, 100 * acc,
+               dt > 0 ? (double)r.n / dt : 0.0);
+    lz_model_metrics_free(&r);
+    return 0;
+}
+
 /* ---- a split ---- */
 
 static void confusion_path(char *buf, size_t n) {
@@ -262,6 +427,7 @@ static int evaluate_split(void) {
                                                                : "test";
     if (access(data, F_OK) != 0)
         die(EXIT_USAGE, "data file %s%s does not exist", data, E.data ? "" : " (the config's data.path)");
+    if (E.text) return evaluate_text(data, split);
     lz_model_loader_opts lo;
     if (lz_model_loader_options(E.cfg, false, E.batch_size, &lo)) die(EXIT_USAGE, "%s", lz_error());
     lo.o.prefetch = 1;
@@ -387,13 +553,20 @@ static void passive_openmp(char **argv) {
 
 int main(int argc, char **argv) {
     passive_openmp(argv);
+    E.tokens = 500;
+    E.temperature = 0.8;
+    E.top_k = 40;
+    E.seed = 1;
     parse_args(argc, argv);
     load_model();
-    int rc = E.image ? classify_image() : evaluate_split();
+    if (E.prompt && !E.text) die(EXIT_USAGE, "--prompt needs a language model; %s is not one", E.ckpt_path);
+    if (E.image && E.text) die(EXIT_USAGE, "--image needs an image classifier; %s is a language model", E.ckpt_path);
+    int rc = E.prompt ? generate() : E.image ? classify_image() : evaluate_split();
     lz_module_free(E.model);
     lz_config_free(E.cfg);
     lz_ckpt_close(E.ckpt);
     free(E.classes);
     free(E.classes_text);
+    free(E.vocab);
     return rc;
 }

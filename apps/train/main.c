@@ -148,17 +148,35 @@ static void open_data(void) {
     lz_model_loader_opts o;
     if (lz_model_loader_options(T.cfg, true, 0, &o)) die(EXIT_USAGE, "%s", lz_error());
     const char *split = lz_config_str(T.cfg, "data.train_split");
+    bool lm = !strcmp(lz_config_str(T.cfg, "model.type"), "transformer");
+    if (lm) {   /* text windows of the context */
+        int64_t mctx = lz_config_int(T.cfg, "model.context");
+        T.context = lz_config_has(T.cfg, "data.context") ? lz_config_int(T.cfg, "data.context") : mctx;
+        if (T.context > mctx)
+            die(EXIT_USAGE, "data.context %lld exceeds model.context %lld", (long long)T.context,
+                (long long)mctx);
+        o.o.context = T.context;
+    }
     T.train = lz_loader_open(T.data_path, split, &o.o);
     if (!T.train) die(EXIT_USAGE, "%s", lz_error());
     const lz_data_info *in = lz_loader_info(T.train);
-    if (in->kind != LZ_DATA_IMAGES)
-        die(EXIT_USAGE, "%s: split '%s' holds text; train handles image classification only",
-            T.data_path, split);
-    if (!in->has_labels) die(EXIT_USAGE, "%s: split '%s' has no labels", T.data_path, split);
-    if (in->num_classes <= 0)
-        die(EXIT_USAGE, "%s: no 'classes' attribute: the number of classes is unknown", T.data_path);
-    T.shape = (lz_model_shape){in->channels, in->height, in->width, in->num_classes};
-    T.classes = in->classes;
+    T.text = in->kind == LZ_DATA_TEXT;
+    if (T.text != lm)
+        die(EXIT_USAGE, "%s: split '%s' holds %s, but model.type '%s' %s", T.data_path, split,
+            T.text ? "text" : "images", lz_config_str(T.cfg, "model.type"),
+            lm ? "is a language model (it takes text)" : "takes images (use transformer for text)");
+    if (T.text) {
+        if (in->vocab_size <= 0)
+            die(EXIT_USAGE, "%s: no 'vocab' attribute: the vocabulary is unknown", T.data_path);
+        T.shape = (lz_model_shape){0, 0, 0, in->vocab_size};
+        T.classes = in->vocab;
+    } else {
+        if (!in->has_labels) die(EXIT_USAGE, "%s: split '%s' has no labels", T.data_path, split);
+        if (in->num_classes <= 0)
+            die(EXIT_USAGE, "%s: no 'classes' attribute: the number of classes is unknown", T.data_path);
+        T.shape = (lz_model_shape){in->channels, in->height, in->width, in->num_classes};
+        T.classes = in->classes;
+    }
     T.batches_per_epoch = lz_loader_batches(T.train);
     if (T.batches_per_epoch <= 0)
         die(EXIT_USAGE, "%s: split '%s' gives no batch (%lld examples, batch size %lld, drop_last)",
@@ -166,9 +184,16 @@ static void open_data(void) {
     if (!lz_config_has(T.cfg, "data.val_split")) return;
     T.val_split = lz_config_str(T.cfg, "data.val_split");
     if (lz_model_loader_options(T.cfg, false, 0, &o)) die(EXIT_USAGE, "%s", lz_error());
+    o.o.context = T.context;
     T.val = lz_loader_open(T.data_path, T.val_split, &o.o);
     if (!T.val) die(EXIT_USAGE, "%s (data.val_split)", lz_error());
     const lz_data_info *vi = lz_loader_info(T.val);
+    if (T.text) {
+        if (vi->kind != LZ_DATA_TEXT || vi->vocab_size != in->vocab_size)
+            die(EXIT_USAGE, "%s: split '%s' is not text with the vocabulary of split '%s' (%d tokens)",
+                T.data_path, T.val_split, split, in->vocab_size);
+        return;
+    }
     if (vi->channels != in->channels || vi->height != in->height || vi->width != in->width ||
         !vi->has_labels)
         die(EXIT_USAGE, "%s: split '%s' (%dx%dx%d%s) does not match split '%s' (%dx%dx%d)",
@@ -400,20 +425,27 @@ static int validate(bool samples) {
     if (rc < 0) die(EXIT_RUNTIME, "validation: %s", lz_error());
     if (rc == 1) return 1;   /* interrupted */
     double acc = (double)r.correct / (double)r.n;
+    /* text: the best checkpoint is the lowest loss (kept as its negative in best_acc) */
+    double score = T.text ? -r.loss : acc;
     T.last_val_loss = r.loss;
     T.last_val_acc = acc;
     const char *keys[] = {"epoch", "loss", "accuracy"};
     double vals[] = {(double)T.epoch + (double)T.batch / (double)T.batches_per_epoch, r.loss, acc};
     if (lz_metrics_log(T.metrics, "eval", T.step, 3, keys, vals))
         die(EXIT_RUNTIME, "%s", lz_error());
-    bool best = acc > T.best_acc || T.best_step < 0;
+    bool best = score > T.best_acc || T.best_step < 0;
     progress_clear();
+    if (T.text)
+        printf("eval  step %lld  epoch %.2f  %s: loss %.4f nats/token (%.3f bits, perplexity %.2f)  "
+               "next-token accuracy %.2f%%%s\n", (long long)T.step, vals[0], T.val_split, r.loss,
+               r.loss / log(2.0), exp(r.loss), 100 * acc, best ? "  best so far" : "");
+    else
     printf("eval  step %lld  epoch %.2f  %s: loss %.4f  accuracy %.2f%% (%lld/%lld)%s\n",
            (long long)T.step, vals[0], T.val_split, r.loss, 100 * acc, (long long)r.correct,
            (long long)r.n, best ? "  best so far" : "");
     fflush(stdout);
     if (best) {
-        T.best_acc = acc;
+        T.best_acc = score;
         T.best_step = T.step;
         if (save_checkpoint(T.best_path)) die(EXIT_RUNTIME, "%s", lz_error());
     }
@@ -487,6 +519,12 @@ int main(int argc, char **argv) {
     printf("config %s (effective):\n", T.config_name);
     lz_config_dump(T.cfg, stdout);
     const lz_data_info *info = lz_loader_info(T.train);
+    if (T.text)
+        printf("data %s: %s %lld tokens, vocabulary of %d, windows of %lld; %s: %lld tokens\n",
+               T.data_path, lz_config_str(T.cfg, "data.train_split"), (long long)info->length,
+               info->vocab_size, (long long)T.context, T.val ? T.val_split : "no validation",
+               T.val ? (long long)lz_loader_info(T.val)->length : 0LL);
+    else
     printf("data %s: %s %lld images %dx%dx%d, %d classes; %s: %lld images\n", T.data_path,
            lz_config_str(T.cfg, "data.train_split"), (long long)info->length, info->channels,
            info->height, info->width, info->num_classes, T.val ? T.val_split : "no validation",
@@ -495,6 +533,9 @@ int main(int argc, char **argv) {
     uint64_t seed = (uint64_t)lz_config_int(T.cfg, "seed");
     T.key = lz_key_fold(lz_key_new(seed), 2);
     T.model = lz_model_build(T.cfg, &T.shape, lz_key_fold(lz_key_new(seed), 1));
+    if (!T.model && T.text)
+        die(EXIT_USAGE, "the model does not fit the data %s (a vocabulary of %d): %s", T.data_path,
+            T.shape.num_classes, lz_error());
     if (!T.model) die(EXIT_USAGE, "the model does not fit the data %s (%dx%dx%d images, %d classes): %s",
                       T.data_path, T.shape.channels, T.shape.height, T.shape.width,
                       T.shape.num_classes, lz_error());
@@ -568,7 +609,7 @@ int main(int argc, char **argv) {
             double l = train_micro(&b, lr, micro, nmicro, &c);
             loss += l / nmicro;
             correct += c;
-            bs += b.size;
+            bs += T.text ? b.size * T.context : b.size;   /* text: tokens */
             T.epoch = b.epoch;
             T.batch = b.index + 1;
             lz_batch_release(&b);
@@ -651,11 +692,14 @@ int main(int argc, char **argv) {
     format_duration(t, dur, sizeof dur);
     format_duration(t + T.elapsed_before, total, sizeof total);
     printf("done: %lld steps, final train loss %.4f\n", (long long)T.step, last_loss);
-    if (T.val && T.best_step >= 0)
+    if (T.val && T.best_step >= 0 && T.text)
+        printf("best %s loss %.4f at step %lld (%s); last %.4f\n", T.val_split, -T.best_acc,
+               (long long)T.best_step, T.best_path, T.last_val_loss);
+    else if (T.val && T.best_step >= 0)
         printf("best %s accuracy %.2f%% at step %lld (%s); last %.2f%%\n", T.val_split,
                100 * T.best_acc, (long long)T.best_step, T.best_path, 100 * T.last_val_acc);
-    printf("time %s this run (%s in all), %.0f samples/s\n", dur, total,
-           t > 0 ? (double)T.samples_this_run / t : 0.0);
+    printf("time %s this run (%s in all), %.0f %s/s\n", dur, total,
+           t > 0 ? (double)T.samples_this_run / t : 0.0, T.text ? "tokens" : "samples");
     printf("run folder %s\n", T.run_dir);
 
     cleanup();

@@ -51,18 +51,20 @@ void progress_update(double loss, double acc, double lr, bool log_line) {
         int fill = (int)(24 * bi / T.batches_per_epoch);
         for (int i = 0; i < 24; i++) bar[i] = i < fill ? '#' : '.';
         bar[24] = 0;
-        printf("\r%s [%s] %lld/%lld  step %lld/%lld  loss %.4f  acc %.2f%%  lr %.3g  %.0f samples/s"
+        printf("\r%s [%s] %lld/%lld  step %lld/%lld  loss %.4f  acc %.2f%%  lr %.3g  %.0f %s/s"
                "  ETA %s\033[K", head, bar, (long long)bi, (long long)T.batches_per_epoch,
-               (long long)T.step, (long long)T.total_steps, loss, 100 * acc, lr, rate, e);
+               (long long)T.step, (long long)T.total_steps, loss, 100 * acc, lr, rate,
+               T.text ? "tokens" : "samples", e);
         line_open = true;
         if (epoch_end) {   /* each finished epoch keeps its line */
             fputc('\n', stdout);
             line_open = false;
         }
     } else {
-        printf("%s  step %lld/%lld  batch %lld/%lld  loss %.4f  acc %.2f%%  lr %.3g  %.0f samples/s"
+        printf("%s  step %lld/%lld  batch %lld/%lld  loss %.4f  acc %.2f%%  lr %.3g  %.0f %s/s"
                "  ETA %s\n", head, (long long)T.step, (long long)T.total_steps, (long long)bi,
-               (long long)T.batches_per_epoch, loss, 100 * acc, lr, rate, e);
+               (long long)T.batches_per_epoch, loss, 100 * acc, lr, rate,
+               T.text ? "tokens" : "samples", e);
     }
     fflush(stdout);
 }
@@ -72,6 +74,23 @@ void progress_update(double loss, double acc, double lr, bool log_line) {
 /* Everything exact resume needs: parameters, buffers, optimizer state (names as lz_optim
  * gives them), the position (step, and the next batch as epoch/batch), the RNG key, the best
  * accuracy so far, and what eval needs to rebuild the model (config, input shape, classes). */
+/* Text: the vocabulary travels in the checkpoint as "vocab", each token's text followed by
+ * a NUL (a token may be "\n", so no separator character would do); and "context". */
+static int save_vocab(lz_ckpt_writer *w) {
+    size_t n = 0;
+    for (int i = 0; i < T.shape.num_classes; i++) n += strlen(T.classes[i]) + 1;
+    char *buf = malloc(n + 1), *p = buf;
+    if (!buf) { lz_fail("out of memory"); return -1; }
+    for (int i = 0; i < T.shape.num_classes; i++) {
+        size_t l = strlen(T.classes[i]) + 1;
+        memcpy(p, T.classes[i], l);
+        p += l;
+    }
+    int rc = lz_ckpt_set_bytes(w, "vocab", buf, n);
+    free(buf);
+    return rc ? rc : lz_ckpt_set_int(w, "context", T.context);
+}
+
 int save_checkpoint(const char *path) {
     lz_ckpt_writer *w = lz_ckpt_create(path);
     if (!w) return -1;
@@ -111,6 +130,7 @@ int save_checkpoint(const char *path) {
     if (!rc) rc = lz_ckpt_set_int(w, "input_height", T.shape.height);
     if (!rc) rc = lz_ckpt_set_int(w, "input_width", T.shape.width);
     if (!rc) rc = lz_ckpt_set_int(w, "num_classes", T.shape.num_classes);
+    if (!rc && T.text) rc = save_vocab(w);
     if (rc) { lz_ckpt_abort(w); return -1; }
     return lz_ckpt_commit(w);
 }

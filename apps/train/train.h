@@ -21,7 +21,9 @@ typedef struct {
     lz_loader *train, *val;
     lz_dataset *val_images;      /* raw pixels for samples.png */
     lz_model_shape shape;
-    const char *const *classes;
+    const char *const *classes;  /* text: the vocabulary (token id -> its text) */
+    bool text;                   /* a language model over a text split */
+    int64_t context;             /* text: tokens per training sequence */
     lz_module *model;
     lz_named_list params;        /* trainable parameters */
     lz_named_list all;           /* parameters and buffers (evaluated with each step) */
