@@ -14,7 +14,8 @@
  *
  * GFLOP/s figures count the GEMM/conv/attention work of a step (forward 2 flops per
  * multiply-add, backward twice the forward, minus the input gradient of the first layer),
- * and are set against sgemm_peak_GFLOPs, a 1024^3 cblas_sgemm on the same threads.
+ * and are set against sgemm_peak_GFLOPs, the best 1024^3 cblas_sgemm on the same threads,
+ * measured before and after the models (printed last).
  * Without PyTorch (python3-torch missing) only leibniz's figures are printed.
  * Noise: the machine is shared, so each side is measured twice, alternating (leibniz, torch,
  * leibniz, torch), and each keeps its better median.
@@ -275,7 +276,7 @@ static double sgemm_peak(void) {
           *c = malloc((size_t)n * n * sizeof *c);
     for (int64_t i = 0; i < (int64_t)n * n; i++) a[i] = b[i] = (float)((i * 7919) % 1000) / 1000.0f - 0.5f;
     double best = 1e30;
-    for (int r = 0; r < 6; r++) {
+    for (int r = 0; r < 11; r++) {
         double t0 = now();
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
         double t = now() - t0;
@@ -306,9 +307,7 @@ int main(int argc, char **argv) {
     double epoch_steps = 60000.0 / 128.0;
     printf("bench_train: %d threads (leibniz and torch), %d timed steps per model, OMP_WAIT_POLICY=%s\n",
            threads, steps, getenv("OMP_WAIT_POLICY") ? getenv("OMP_WAIT_POLICY") : "(default)");
-    double peak = sgemm_peak();
-    printf("BENCH sgemm_peak_GFLOPs %.1f GFLOP/s\n", peak);
-    fflush(stdout);
+    double peak = sgemm_peak(), achieved[3] = {0, 0, 0};
 
     /* ---- MNIST MLP ---- */
     if (wanted("mlp")) {
@@ -336,7 +335,7 @@ int main(int argc, char **argv) {
         if (tt > 0) printf("BENCH mnist_mlp_speedup %.2f x\n", tt / t);
         printf("BENCH mnist_mlp_GFLOPs %.1f GFLOP/s\n", flops / t * 1e-9);
         if (tt > 0) printf("BENCH mnist_mlp_GFLOPs_torch %.1f GFLOP/s\n", flops / tt * 1e-9);
-        printf("BENCH mnist_mlp_of_peak %.0f %%\n", 100.0 * flops / t * 1e-9 / peak);
+        achieved[0] = flops / t * 1e-9;
         report_cpu("mnist_mlp", &b, tc);
         fflush(stdout);
         teardown(&b);
@@ -373,7 +372,7 @@ int main(int argc, char **argv) {
         if (tt > 0) printf("BENCH mnist_cnn_speedup %.2f x\n", tt / t);
         printf("BENCH mnist_cnn_GFLOPs %.1f GFLOP/s\n", flops / t * 1e-9);
         if (tt > 0) printf("BENCH mnist_cnn_GFLOPs_torch %.1f GFLOP/s\n", flops / tt * 1e-9);
-        printf("BENCH mnist_cnn_of_peak %.0f %%\n", 100.0 * flops / t * 1e-9 / peak);
+        achieved[1] = flops / t * 1e-9;
         report_cpu("mnist_cnn", &b, tc);
         fflush(stdout);
         teardown(&b);
@@ -405,10 +404,16 @@ int main(int argc, char **argv) {
         if (tt > 0) printf("BENCH gpt_speedup %.2f x\n", tt / t);
         printf("BENCH gpt_4l_128d_GFLOPs %.1f GFLOP/s\n", flops / t * 1e-9);
         if (tt > 0) printf("BENCH gpt_4l_128d_GFLOPs_torch %.1f GFLOP/s\n", flops / tt * 1e-9);
-        printf("BENCH gpt_4l_128d_of_peak %.0f %%\n", 100.0 * flops / t * 1e-9 / peak);
+        achieved[2] = flops / t * 1e-9;
         report_cpu("gpt_4l_128d", &b, tc);
         fflush(stdout);
         teardown(&b);
     }
+    double again = sgemm_peak();
+    if (again > peak) peak = again;
+    printf("BENCH sgemm_peak_GFLOPs %.1f GFLOP/s\n", peak);
+    static const char *names[3] = {"mnist_mlp", "mnist_cnn", "gpt_4l_128d"};
+    for (int i = 0; i < 3; i++)
+        if (achieved[i] > 0) printf("BENCH %s_of_peak %.0f %%\n", names[i], 100.0 * achieved[i] / peak);
     return 0;
 }
