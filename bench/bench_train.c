@@ -307,6 +307,7 @@ int main(int argc, char **argv) {
     double epoch_steps = 60000.0 / 128.0;
     printf("bench_train: %d threads (leibniz and torch), %d timed steps per model, OMP_WAIT_POLICY=%s\n",
            threads, steps, getenv("OMP_WAIT_POLICY") ? getenv("OMP_WAIT_POLICY") : "(default)");
+    printf("bench_train: leibniz BLAS: %s\n", openblas_get_config());
     double peak = sgemm_peak(), achieved[3] = {0, 0, 0};
 
     /* ---- MNIST MLP ---- */
