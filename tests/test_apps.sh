@@ -289,7 +289,8 @@ else fail "eval text loss ($bestloss; $(head -c 300 "$T/out") $(head -c 300 "$T/
 gen() { "$EVAL" "$G/best.h5" --prompt "ROMEO:" --tokens 80 --temperature 0.8 --top-k 10 "$@"; }
 if gen --seed 1 >"$T/s1" 2>"$T/e1" && gen --seed 1 >"$T/s1b" 2>/dev/null && gen --seed 1 --no-cache >"$T/s1c" 2>/dev/null &&
    gen --seed 2 >"$T/s2" 2>/dev/null && cmp -s "$T/s1" "$T/s1b" && cmp -s "$T/s1" "$T/s1c" && ! cmp -s "$T/s1" "$T/s2" &&
-   head -c 6 "$T/s1" | grep -q "ROMEO:" && grep -q "tokens/s (key/value cache)" "$T/e1"; then
+   head -c 6 "$T/s1" | grep -q "ROMEO:" && grep -q "^eval: 80 tokens in .* tokens/s (key/value cache)" "$T/e1" &&
+   [ "$(head -c -1 "$T/s1" | wc -m)" = 86 ]; then
     pass "eval --prompt: deterministic for a seed, the key/value cache gives the recomputed text, tokens/s"
 else fail "eval --prompt ($(head -c 200 "$T/s1") / $(head -c 200 "$T/e1"))"; fi
 gen --seed 1 --json >"$T/sj" 2>/dev/null && grep -q '"tokens_per_s":' "$T/sj" && pass "eval --prompt --json" || fail "eval --prompt --json"

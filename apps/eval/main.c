@@ -111,9 +111,9 @@ static void parse_args(int argc, char **argv) {
             if (*end || end == argv[i] || errno || v < (pos ? 1 : 0))
                 die(EXIT_USAGE, "%s: expected a %s integer, got '%s'", a,
                     pos ? "positive" : "non-negative", argv[i]);
-            if (a[2] == 'b') E.batch_size = v;
-            else if (a[2] == 't') E.tokens = v;
-            else if (a[2] == 's') E.seed = v;
+            if (!strcmp(a, "--batch-size")) E.batch_size = v;
+            else if (!strcmp(a, "--tokens")) E.tokens = v;
+            else if (!strcmp(a, "--seed")) E.seed = v;
             else E.top_k = v;
         } else if (!strcmp(a, "--temperature")) {
             if (++i == argc) die(EXIT_USAGE, "--temperature needs a number");

@@ -112,8 +112,9 @@ static const char *repo_root(void) {
         char *s = strrchr(root, '/');
         if (!s || s == root) return "";
         *s = 0;
-        snprintf(probe, sizeof probe, "%s/datasets", root);
-        if (access(probe, X_OK) == 0) return root;
+        /* a script, not the folder: build/<dir>/datasets holds the converter's objects */
+        snprintf(probe, sizeof probe, "%s/datasets/common.sh", root);
+        if (access(probe, R_OK) == 0) return root;
     }
     return "";
 }
@@ -700,6 +701,8 @@ int main(int argc, char **argv) {
                100 * T.best_acc, (long long)T.best_step, T.best_path, 100 * T.last_val_acc);
     printf("time %s this run (%s in all), %.0f %s/s\n", dur, total,
            t > 0 ? (double)T.samples_this_run / t : 0.0, T.text ? "tokens" : "samples");
+    printf("peak memory %.1f MiB (arrays)%s\n", (double)lz_memory().peak / 1048576.0,
+           T.text && lz_config_bool(T.cfg, "model.checkpoint_blocks") ? ", blocks checkpointed" : "");
     printf("run folder %s\n", T.run_dir);
 
     cleanup();
