@@ -294,6 +294,13 @@ if gen --seed 1 >"$T/s1" 2>"$T/e1" && gen --seed 1 >"$T/s1b" 2>/dev/null && gen 
     pass "eval --prompt: deterministic for a seed, the key/value cache gives the recomputed text, tokens/s"
 else fail "eval --prompt ($(head -c 200 "$T/s1") / $(head -c 200 "$T/e1"))"; fi
 gen --seed 1 --json >"$T/sj" 2>/dev/null && grep -q '"tokens_per_s":' "$T/sj" && pass "eval --prompt --json" || fail "eval --prompt --json"
+# exact resume of a text run: 30 steps, then 30 more, as the 60 straight above
+"$TRAIN" tiny_gpt.yaml name=gpt_resume train.steps=30 schedule.total_steps=60 >/dev/null 2>&1 &&
+"$TRAIN" tiny_gpt.yaml name=gpt_resume train.steps=60 schedule.total_steps=60 --resume runs/gpt_resume >/dev/null 2>"$T/err" &&
+"$EVAL" runs/gpt_resume/last.h5 --json >"$T/r1" 2>/dev/null && "$EVAL" "$G/last.h5" --json >"$T/r2" 2>/dev/null &&
+[ -n "$(json loss "$T/r1")" ] && [ "$(json loss "$T/r1")" = "$(json loss "$T/r2")" ] &&
+    pass "a text run resumed after 30 steps ends where the straight run does (val loss $(json loss "$T/r1"))" ||
+    fail "text resume ($(json loss "$T/r1") vs $(json loss "$T/r2"); $(head -c 300 "$T/err"))"
 expect "eval --prompt with a character outside the vocabulary" 2 "the character 'Z' \(at byte 0\) is not in the model's vocabulary" \
     -- "$EVAL" "$G/best.h5" --prompt "Zebra"
 expect "eval --prompt on an image classifier" 2 "--prompt needs a language model" -- "$EVAL" "$R/best.h5" --prompt "hi"
