@@ -223,6 +223,13 @@ static lz_optim *make_optimizer(void) {
     if (kind == LZ_RMSPROP) o.alpha = lz_config_float(c, "optimizer.alpha");
     lz_optim *opt = lz_optim_new(&o);
     if (!opt) die(EXIT_USAGE, "optimizer: %s", lz_error());
+    /* language models: weight decay on the matrices only (GPT-2 / nanoGPT), not on biases and
+     * norm gains, which decay would pull towards 0 rather than towards "no change" */
+    if (!strcmp(lz_config_str(c, "model.type"), "transformer") && o.weight_decay > 0) {
+        lz_optim_config g = o;
+        g.weight_decay = 0;
+        if (lz_optim_add_group(opt, "*.bias,*norm*", &g) < 0) die(EXIT_USAGE, "optimizer: %s", lz_error());
+    }
     return opt;
 }
 
