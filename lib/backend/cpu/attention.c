@@ -184,8 +184,10 @@ static int attention_kernel(lz_array *out, lz_array *const *in, const lz_params 
     int64_t per = BK * BQ + BQ * a.dv + 4 * BQ;
     lz_buffer *scratch = lz_buffer_alloc((size_t)(threads * per) * 4);
     if (!scratch) return -1;
+    /* The block products are small: OpenBLAS stays on the calling thread, also when this
+     * region has one thread (else its OpenMP build opens a nested team; see linalg.c). */
     int blas_threads = openblas_get_num_threads();
-    if (threads > 1) openblas_set_num_threads(1);
+    if (blas_threads > 1) openblas_set_num_threads(1);
     uint64_t flops = 0;
     #pragma omp parallel for num_threads(threads) schedule(dynamic, 1) reduction(+:flops)
     for (int64_t t = 0; t < items; t++) {
@@ -194,7 +196,7 @@ static int attention_kernel(lz_array *out, lz_array *const *in, const lz_params 
         float *s = (float *)scratch->data + (int64_t)omp_get_thread_num() * per;
         flops += attn_block(&a, bi, qb, s);
     }
-    if (threads > 1) openblas_set_num_threads(blas_threads);
+    if (blas_threads > 1) openblas_set_num_threads(blas_threads);
     lz_buffer_release(scratch);
     lz_stats_add(1, moved, flops);
     return 0;

@@ -163,11 +163,17 @@ static void group_gemm(int64_t groups, bool ta, bool tb, int64_t m, int64_t n, i
                        mat a, int64_t a_step, mat b, int64_t b_step, float beta, mat c,
                        int64_t c_step) {
     int threads = groups > 1 && m * n * k <= SMALL_GEMM ? threads_for(groups * m * n * k) : 1;
-    #pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
-    for (int64_t g = 0; g < groups; g++)
-        cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
-                    (int)m, (int)n, (int)k, 1.0f, a.p + g * a_step, (int)a.ld,
-                    b.p + g * b_step, (int)b.ld, beta, c.p + g * c_step, (int)c.ld);
+#define GROUP_GEMM(g)                                                                   \
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, \
+                (int)m, (int)n, (int)k, 1.0f, a.p + (g) * a_step, (int)a.ld,             \
+                b.p + (g) * b_step, (int)b.ld, beta, c.p + (g) * c_step, (int)c.ld)
+    if (threads == 1) {   /* no one-thread OpenMP region around OpenBLAS: see linalg.c */
+        for (int64_t g = 0; g < groups; g++) GROUP_GEMM(g);
+        return;
+    }
+    #pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t g = 0; g < groups; g++) GROUP_GEMM(g);
+#undef GROUP_GEMM
 }
 
 static int64_t block_images(int64_t n, int64_t ohw, int64_t rows) {
