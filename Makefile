@@ -28,7 +28,6 @@ ifeq ($(VARIANT),asan)
   OPT := -O1 -march=native
   CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
   LDLIBS += -fsanitize=address,undefined
-  SAN_LDFLAGS := -fsanitize=address,undefined
 endif
 
 LIB_SRC   := $(shell find lib -name '*.c' | sort)
@@ -86,7 +85,7 @@ $(B)/bench/%: bench/%.c $(LIB)
 test: check-deps $(TESTS) all
 	@fail=0; for t in $(TESTS) $(TEST_SCRIPTS); do echo "== $$t"; \
 	  LZ_TRAIN=$(BIN)/train LZ_EVAL=$(BIN)/eval LZ_DATA_TOOL=$(BIN)/lz-data LZ_LIB=$(LIB) \
-	  LZ_EXTRA_LDFLAGS="$(SAN_LDFLAGS)" $$t || fail=1; done; \
+	  LZ_LDLIBS="$(LDLIBS)" $$t || fail=1; done; \
 	if [ $$fail = 0 ]; then echo "ALL TESTS PASSED ($(VARIANT))"; else echo "TESTS FAILED ($(VARIANT))"; exit 1; fi
 
 asan:

@@ -9,13 +9,13 @@ trap 'rm -rf "$tmp"' EXIT
 awk -v dir="$tmp" '/^```c$/ {n++; f = dir "/ex" n ".c"; inblock = 1; next}
                    /^```$/ {inblock = 0; next}
                    inblock {print > f}' "$ROOT/README.md"
-libs=$(make -s -C "$ROOT" print-libs)
+libs=${LZ_LDLIBS:-$(make -s --no-print-directory -C "$ROOT" print-libs)}
 fail=0
 count=0
 for src in "$tmp"/ex*.c; do
     [ -f "$src" ] || continue
     count=$((count + 1))
-    if ! cc -std=c11 -Wall -Wextra -Werror -I"$ROOT/lib" "$src" "$LIB" $libs ${LZ_EXTRA_LDFLAGS:-} -lm -o "${src%.c}" 2> "$tmp/err"; then
+    if ! cc -std=c11 -Wall -Wextra -Werror -I"$ROOT/lib" "$src" "$LIB" $libs -lm -o "${src%.c}" 2> "$tmp/err"; then
         echo "FAIL README example $count does not compile:"; cat "$tmp/err"; fail=1; continue
     fi
     if ! "${src%.c}" > "$tmp/out" 2>&1; then
