@@ -84,7 +84,8 @@ $(B)/bench/%: bench/%.c $(LIB)
 # Runs every test binary; a failing one fails the target after all have run.
 test: check-deps $(TESTS) all
 	@fail=0; for t in $(TESTS) $(TEST_SCRIPTS); do echo "== $$t"; \
-	  LZ_TRAIN=$(BIN)/train LZ_EVAL=$(BIN)/eval LZ_DATA_TOOL=$(BIN)/lz-data LZ_LIB=$(LIB) \
+	  LZ_TRAIN=$(abspath $(BIN))/train LZ_EVAL=$(abspath $(BIN))/eval \
+	  LZ_DATA_TOOL=$(abspath $(BIN))/lz-data LZ_LIB=$(abspath $(LIB)) \
 	  LZ_LDLIBS="$(LDLIBS)" $$t || fail=1; done; \
 	if [ $$fail = 0 ]; then echo "ALL TESTS PASSED ($(VARIANT))"; else echo "TESTS FAILED ($(VARIANT))"; exit 1; fi
 
