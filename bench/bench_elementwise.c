@@ -18,21 +18,24 @@ static double now(void) {
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
-/* y = -max(sqrt(exp(tanh(x * 0.5 + 1) * x)), x): mul, add, tanh, mul, exp, sqrt, maximum,
- * neg. With `each`, every intermediate is evaluated as it is made. Returns a new ref. */
-static lz_array *chain(lz_array *x, int each) {
+/* Two 8-op chains. Transcendental: y = -max(sqrt(exp(tanh(x * 0.5 + 1) * x)), x) (mul, add,
+ * tanh, mul, exp, sqrt, maximum, neg): fused it is compute-bound (tanh and exp dominate).
+ * Arithmetic: y = -max(|relu(x * 0.5 + 1) * x - x|, x) (mul, add, relu, mul, sub, abs,
+ * maximum, neg): fused it is memory-bound, the case fusion exists for. With `each`, every
+ * intermediate is evaluated as it is made. Returns a new ref. */
+static lz_array *chain(lz_array *x, int each, int arith) {
     lz_pool_push();
     lz_array *y = lz_mul_scalar(x, 0.5);
     if (each) lz_eval1(y);
     y = lz_add_scalar(y, 1.0);
     if (each) lz_eval1(y);
-    y = lz_tanh(y);
+    y = arith ? lz_relu(y) : lz_tanh(y);
     if (each) lz_eval1(y);
     y = lz_mul(y, x);
     if (each) lz_eval1(y);
-    y = lz_exp(y);
+    y = arith ? lz_sub(y, x) : lz_exp(y);
     if (each) lz_eval1(y);
-    y = lz_sqrt(y);
+    y = arith ? lz_abs(y) : lz_sqrt(y);
     if (each) lz_eval1(y);
     y = lz_maximum(y, x);
     if (each) lz_eval1(y);
@@ -43,9 +46,9 @@ static lz_array *chain(lz_array *x, int each) {
 }
 
 /* One run of the chain; returns seconds, and its first element in *check. */
-static double time_chain(lz_array *x, int each, float *check) {
+static double time_chain(lz_array *x, int each, int arith, float *check) {
     double t0 = now();
-    lz_array *y = chain(x, each);
+    lz_array *y = chain(x, each, arith);
     if (lz_eval1(y)) {
         fprintf(stderr, "bench_elementwise: %s\n", lz_error());
         exit(1);
@@ -54,6 +57,23 @@ static double time_chain(lz_array *x, int each, float *check) {
     *check = (float)lz_item(y);
     lz_release(y);
     return t;
+}
+
+/* Best fused and unfused times of one chain, interleaved so both see the same load. */
+static void time_both(lz_array *x, int arith, double *fused, double *unfused) {
+    float c1 = 0, c2 = 0;
+    time_chain(x, 1, arith, &c2);    /* warm the allocator cache and the threads */
+    *fused = *unfused = 1e30;
+    for (int r = 0; r < REPS; r++) {
+        double t = time_chain(x, 0, arith, &c1);
+        if (t < *fused) *fused = t;
+        t = time_chain(x, 1, arith, &c2);
+        if (t < *unfused) *unfused = t;
+    }
+    if (c1 != c2) {
+        fprintf(stderr, "bench_elementwise: fused %g and unfused %g differ\n", c1, c2);
+        exit(1);
+    }
 }
 
 /* Seconds of the best of REPS evaluations of make(x, y) (a new ref, released here). */
@@ -112,19 +132,9 @@ int main(void) {
     int64_t n = N;
     lz_array *x = lz_linspace(-2, 2, n, LZ_F32);
     lz_eval1(x);
-    float c1 = 0, c2 = 0;
-    time_chain(x, 1, &c2);    /* warm the allocator cache and the threads */
-    double fused = 1e30, unfused = 1e30;
-    for (int r = 0; r < REPS; r++) {   /* interleaved: both see the same machine load */
-        double t = time_chain(x, 0, &c1);
-        if (t < fused) fused = t;
-        t = time_chain(x, 1, &c2);
-        if (t < unfused) unfused = t;
-    }
-    if (c1 != c2) {
-        fprintf(stderr, "bench_elementwise: fused %g and unfused %g differ\n", c1, c2);
-        return 1;
-    }
+    double fused, unfused, afused, aunfused;
+    time_both(x, 0, &fused, &unfused);
+    time_both(x, 1, &afused, &aunfused);
 
     size_t bytes = (size_t)N * sizeof(float);
     char *src = malloc(bytes), *dst = malloc(bytes);
@@ -150,6 +160,10 @@ int main(void) {
     printf("BENCH fused_chain8_16M_GBps %.2f GB/s\n", gbps);
     printf("BENCH memcpy_16M_GBps %.2f GB/s\n", mgbps);
     printf("BENCH fused_vs_memcpy %.1f %%\n", 100.0 * gbps / mgbps);
+    printf("BENCH fused_arith_chain8_16M_ms %.2f ms\n", afused * 1e3);
+    printf("BENCH unfused_arith_chain8_16M_ms %.2f ms\n", aunfused * 1e3);
+    printf("BENCH fused_arith_speedup %.2f x\n", aunfused / afused);
+    printf("BENCH fused_arith_chain8_16M_GBps %.2f GB/s\n", moved / afused / 1e9);
     lz_release(x);
     transposes();
     return 0;
