@@ -77,9 +77,9 @@ $(B)/tests/%: tests/%.c $(wildcard tests/*.h) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests -o $@ $< $(LIB) $(LDLIBS) $(TEST_LIBS)
 
-$(B)/bench/%: bench/%.c $(LIB)
+$(B)/bench/%: bench/%.c bench/bench.h $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(LDLIBS)
+	$(CC) $(CFLAGS) -Ibench -o $@ $< $(LIB) $(LDLIBS)
 
 # Runs every test binary; a failing one fails the target after all have run.
 test: check-deps $(TESTS) all

@@ -15,12 +15,7 @@
 #include <string.h>
 #include <time.h>
 #include "leibniz.h"
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
+#include "bench.h"
 
 static int fail(void) {
     fprintf(stderr, "bench_autograd: %s\n", lz_error());

@@ -8,12 +8,7 @@
 #include "leibniz.h"
 #include "io/checkpoint.h"
 #include "io/ckpt_internal.h"
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
+#include "bench.h"
 
 enum { NARR = 16, REPS = 3 };
 

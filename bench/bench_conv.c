@@ -7,14 +7,9 @@
 #include <time.h>
 #include "leibniz.h"
 #include "ops/conv.h"
+#include "bench.h"
 
 #define NAME "conv2d_128x32x14x14_64x3x3"
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 static lz_array *filled(int ndim, const int64_t *shape, unsigned salt) {
     int64_t n = 1;

@@ -8,15 +8,10 @@
 #include <string.h>
 #include <time.h>
 #include "leibniz.h"
+#include "bench.h"
 
 #define N (16 * 1024 * 1024)
 #define REPS 10
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 /* Two 8-op chains. Transcendental: y = -max(sqrt(exp(tanh(x * 0.5 + 1) * x)), x) (mul, add,
  * tanh, mul, exp, sqrt, maximum, neg): fused it is compute-bound (tanh and exp dominate).

@@ -6,12 +6,7 @@
 #include <stdlib.h>
 #include <time.h>
 #include "leibniz.h"
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
+#include "bench.h"
 
 static double run_lz(lz_array *a, lz_array *b) {
     double t0 = now();

@@ -8,12 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "data/data.h"
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
+#include "bench.h"
 
 /* A simulated step of `s` seconds: busy (the thread computes, as a CPU step does; needs a
  * free core for the loader to overlap) or asleep (as while a GPU computes). */

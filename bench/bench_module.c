@@ -14,12 +14,7 @@
 #include "leibniz.h"
 #include "nn/nn.h"
 #include "optim/optim.h"
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
+#include "bench.h"
 
 static void die(const char *what) {
     fprintf(stderr, "bench_module: %s: %s\n", what, lz_error());

@@ -10,13 +10,8 @@
 #include <stdlib.h>
 #include <time.h>
 #include "leibniz.h"
+#include "bench.h"
 
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 static lz_array *random_array(int ndim, const int64_t *shape, uint64_t seed) {
     int64_t n = 1;

@@ -7,16 +7,11 @@
 #include <time.h>
 #include "leibniz.h"
 #include "optim/optim.h"
+#include "bench.h"
 
 #define NT 4
 #define PER (256 * 1024)
 #define STEPS 30
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 static int cmp(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;

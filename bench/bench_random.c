@@ -5,14 +5,9 @@
 #include <stdio.h>
 #include <time.h>
 #include "leibniz.h"
+#include "bench.h"
 
 #define N ((int64_t)1 << 22)
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 static lz_array *bits(lz_key k) { int64_t n = N; return lz_random_bits(k, 1, &n); }
 static lz_array *uniform(lz_key k) { int64_t n = N; return lz_random_uniform(k, 1, &n, 0, 1, LZ_F32); }

@@ -3,12 +3,7 @@
 #include <stdio.h>
 #include <time.h>
 #include "leibniz.h"
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
+#include "bench.h"
 
 typedef lz_array *(*build_fn)(lz_array *a, lz_array *b);
 

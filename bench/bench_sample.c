@@ -16,12 +16,7 @@
 #include <unistd.h>
 #include "leibniz.h"
 #include "io/model.h"
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
+#include "bench.h"
 
 static lz_module *build(const char *ckpt) {
     const char *text = "name: b\ndata: {path: x.h5}\n"

@@ -40,14 +40,9 @@
 #include "leibniz.h"
 #include "nn/nn.h"
 #include "optim/optim.h"
+#include "bench.h"
 
 #define NBATCH 4   /* distinct batches held in memory and cycled */
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 /* CPU time of the process (all threads): with passive waiting it counts the work done and
  * little of the waiting, so it is steadier than wall time when other programs share the cores. */
