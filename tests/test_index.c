@@ -7,30 +7,10 @@
 static const lz_dtype DTYPES[] = {LZ_F32, LZ_I32, LZ_I64, LZ_U8, LZ_F16, LZ_BOOL, LZ_BF16};
 #define NDT ((int)(sizeof DTYPES / sizeof *DTYPES))
 
-static int64_t irand(uint64_t *s, int64_t lo, int64_t hi) {   /* [lo, hi) */
-    return lo + (int64_t)floor(t_uniform(s, 0, (double)(hi - lo)));
-}
-
 /* Random shape: dims mostly 1..5, sometimes 0 (when zero_ok). */
 static void rand_shape(uint64_t *s, int nd, int64_t *shape, int zero_ok) {
     static const int64_t dims[] = {1, 2, 3, 4, 5, 1, 3, 0};
-    for (int d = 0; d < nd; d++) shape[d] = dims[irand(s, 0, zero_ok ? 8 : 7)];
-}
-
-static int64_t numel(int nd, const int64_t *shape) {
-    int64_t n = 1;
-    for (int d = 0; d < nd; d++) n *= shape[d];
-    return n;
-}
-
-static void unravel(int64_t k, int nd, const int64_t *shape, int64_t *idx) {
-    for (int d = nd - 1; d >= 0; d--) { idx[d] = k % shape[d]; k /= shape[d]; }
-}
-
-static int64_t ravel(int nd, const int64_t *shape, const int64_t *idx) {
-    int64_t k = 0;
-    for (int d = 0; d < nd; d++) k = k * shape[d] + idx[d];
-    return k;
+    for (int d = 0; d < nd; d++) shape[d] = dims[t_irand(s, 0, zero_ok ? 8 : 7)];
 }
 
 /* Value range that every dtype holds exactly. */
@@ -42,14 +22,14 @@ static void range_of(lz_dtype t, double *lo, double *hi) {
 static tarr rand_arr(uint64_t *s, int nd, const int64_t *shape, lz_dtype t) {
     double lo, hi;
     range_of(t, &lo, &hi);
-    return t_rand(nd, shape, t, lo, hi, s, (int)irand(s, 0, 3));
+    return t_rand(nd, shape, t, lo, hi, s, (int)t_irand(s, 0, 3));
 }
 
 /* Indices in [-n, n) (uint8: [0, n)) with a random layout and integer dtype. */
 static tarr rand_idx(uint64_t *s, int nd, const int64_t *shape, int64_t n) {
     static const lz_dtype it[] = {LZ_I64, LZ_I32, LZ_U8};
-    lz_dtype t = it[irand(s, 0, 3)];
-    tarr r = t_rand(nd, shape, t, t == LZ_U8 ? 0 : (double)-n, (double)n, s, (int)irand(s, 0, 3));
+    lz_dtype t = it[t_irand(s, 0, 3)];
+    tarr r = t_rand(nd, shape, t, t == LZ_U8 ? 0 : (double)-n, (double)n, s, (int)t_irand(s, 0, 3));
     return r;
 }
 
@@ -59,7 +39,7 @@ static void check(lz_array *r, lz_dtype t, int nd, const int64_t *shape, const d
     assert_int_equal(lz_dtype_of(r), t);
     assert_int_equal(lz_ndim(r), nd);
     for (int d = 0; d < nd; d++) assert_int_equal(lz_shape(r)[d], shape[d]);
-    int64_t n = numel(nd, shape);
+    int64_t n = t_numel(nd, shape);
     if (t == LZ_I64 || t == LZ_I32) {
         int64_t *v = malloc((size_t)(n ? n : 1) * sizeof *v);
         assert_int_equal(lz_to_int(r, v, n), 0);
@@ -79,10 +59,10 @@ static void test_take_random(void **state) {
     (void)state;
     uint64_t s = 11;
     for (int trial = 0; trial < 300; trial++) {
-        int nd = (int)irand(&s, 1, 5), ni = (int)irand(&s, 0, 3);
+        int nd = (int)t_irand(&s, 1, 5), ni = (int)t_irand(&s, 0, 3);
         int64_t shape[8], ishape[8], oshape[16];
         rand_shape(&s, nd, shape, 1);
-        int axis = (int)irand(&s, -nd, nd), ax = axis < 0 ? axis + nd : axis;
+        int axis = (int)t_irand(&s, -nd, nd), ax = axis < 0 ? axis + nd : axis;
         int64_t n = shape[ax];
         rand_shape(&s, ni, ishape, 1);
         if (n == 0 && ni) ishape[0] = 0;   /* nothing can be taken from an empty axis */
@@ -93,16 +73,16 @@ static void test_take_random(void **state) {
         for (int d = 0; d < ax; d++) oshape[ond++] = shape[d];
         for (int d = 0; d < ni; d++) oshape[ond++] = ishape[d];
         for (int d = ax + 1; d < nd; d++) oshape[ond++] = shape[d];
-        int64_t on = numel(ond, oshape);
+        int64_t on = t_numel(ond, oshape);
         double *ref = malloc((size_t)(on ? on : 1) * sizeof *ref);
         for (int64_t k = 0; k < on; k++) {
             int64_t oi[16], ai[8];
-            unravel(k, ond, oshape, oi);
-            int64_t j = ravel(ni, ishape, oi + ax), v = (int64_t)ix.v[j];
+            t_unravel(k, ond, oshape, oi);
+            int64_t j = t_ravel(ni, ishape, oi + ax), v = (int64_t)ix.v[j];
             for (int d = 0; d < ax; d++) ai[d] = oi[d];
             ai[ax] = v < 0 ? v + n : v;
             for (int d = ax + 1; d < nd; d++) ai[d] = oi[d - 1 + ni];
-            ref[k] = a.v[ravel(nd, shape, ai)];
+            ref[k] = a.v[t_ravel(nd, shape, ai)];
         }
         lz_array *r = lz_take(a.a, ix.a, axis);
         check(r, t, ond, oshape, ref);
@@ -140,34 +120,34 @@ static void test_take_along_axis_random(void **state) {
     (void)state;
     uint64_t s = 12;
     for (int trial = 0; trial < 300; trial++) {
-        int nd = (int)irand(&s, 1, 5);
+        int nd = (int)t_irand(&s, 1, 5);
         int64_t shape[8], ishape[8], oshape[8], ashape[8];
         rand_shape(&s, nd, shape, 1);
-        int axis = (int)irand(&s, -nd, nd), ax = axis < 0 ? axis + nd : axis;
+        int axis = (int)t_irand(&s, -nd, nd), ax = axis < 0 ? axis + nd : axis;
         int64_t n = shape[ax];
         for (int d = 0; d < nd; d++) {
-            int64_t c = irand(&s, 0, 4);   /* same size, 1 (broadcast), or grow a's 1 */
+            int64_t c = t_irand(&s, 0, 4);   /* same size, 1 (broadcast), or grow a's 1 */
             ishape[d] = c == 0 ? 1 : shape[d] == 1 && c == 3 ? 3 : shape[d];
         }
-        ishape[ax] = n ? irand(&s, 0, 5) : 0;
+        ishape[ax] = n ? t_irand(&s, 0, 5) : 0;
         for (int d = 0; d < nd; d++) {
             oshape[d] = d == ax ? ishape[d] : shape[d] == 1 ? ishape[d] : shape[d];
             ashape[d] = d == ax ? n : oshape[d];
         }
         lz_dtype t = DTYPES[trial % NDT];
         tarr a = rand_arr(&s, nd, shape, t), ix = rand_idx(&s, nd, ishape, n);
-        int64_t on = numel(nd, oshape);
+        int64_t on = t_numel(nd, oshape);
         double *ref = malloc((size_t)(on ? on : 1) * sizeof *ref);
         for (int64_t k = 0; k < on; k++) {
             int64_t oi[8], ii[8], ai[8];
-            unravel(k, nd, oshape, oi);
+            t_unravel(k, nd, oshape, oi);
             for (int d = 0; d < nd; d++) {
                 ii[d] = ishape[d] == 1 ? 0 : oi[d];
                 ai[d] = shape[d] == 1 ? 0 : oi[d];
             }
-            int64_t v = (int64_t)ix.v[ravel(nd, ishape, ii)];
+            int64_t v = (int64_t)ix.v[t_ravel(nd, ishape, ii)];
             ai[ax] = v < 0 ? v + n : v;
-            ref[k] = a.v[ravel(nd, shape, ai)];
+            ref[k] = a.v[t_ravel(nd, shape, ai)];
         }
         (void)ashape;
         lz_array *r = lz_take_along_axis(a.a, ix.a, axis);
@@ -194,21 +174,21 @@ static void test_scatter_add_random(void **state) {
     static const lz_dtype ts[] = {LZ_F32, LZ_I32, LZ_I64, LZ_U8, LZ_BOOL, LZ_F16};
     for (int trial = 0; trial < 400; trial++) {
         int along = trial & 1;
-        int nd = (int)irand(&s, 1, 4);
+        int nd = (int)t_irand(&s, 1, 4);
         int64_t shape[8], ishape[8], ushape[16];
         rand_shape(&s, nd, shape, 1);
-        int axis = (int)irand(&s, -nd, nd), ax = axis < 0 ? axis + nd : axis;
+        int axis = (int)t_irand(&s, -nd, nd), ax = axis < 0 ? axis + nd : axis;
         int64_t n = shape[ax];
         int ni, und = 0;
         if (along) {
             ni = nd;
-            for (int d = 0; d < nd; d++) ishape[d] = irand(&s, 0, 3) == 0 ? 1 : shape[d];
-            ishape[ax] = n ? irand(&s, 0, 9) : 0;
+            for (int d = 0; d < nd; d++) ishape[d] = t_irand(&s, 0, 3) == 0 ? 1 : shape[d];
+            ishape[ax] = n ? t_irand(&s, 0, 9) : 0;
             for (int d = 0; d < nd; d++) ushape[und++] = d == ax ? ishape[ax] : shape[d];
         } else {
-            ni = (int)irand(&s, 0, 3);
+            ni = (int)t_irand(&s, 0, 3);
             rand_shape(&s, ni, ishape, 0);
-            if (ni) ishape[0] = irand(&s, 0, 9);   /* several hits per row */
+            if (ni) ishape[0] = t_irand(&s, 0, 9);   /* several hits per row */
             if (n == 0) { ni = 1; ishape[0] = 0; }
             for (int d = 0; d < ax; d++) ushape[und++] = shape[d];
             for (int d = 0; d < ni; d++) ushape[und++] = ishape[d];
@@ -217,23 +197,23 @@ static void test_scatter_add_random(void **state) {
         lz_dtype t = ts[trial % 6];
         tarr a = rand_arr(&s, nd, shape, t), ix = rand_idx(&s, ni, ishape, n);
         tarr up = rand_arr(&s, und, ushape, t);
-        int64_t an = numel(nd, shape), un = numel(und, ushape);
+        int64_t an = t_numel(nd, shape), un = t_numel(und, ushape);
         double *ref = malloc((size_t)(an ? an : 1) * sizeof *ref);
         for (int64_t k = 0; k < an; k++) ref[k] = a.v[k];
         for (int64_t k = 0; k < un; k++) {
             int64_t ui[16], ai[8], ii[8], v;
-            unravel(k, und, ushape, ui);
+            t_unravel(k, und, ushape, ui);
             if (along) {
                 for (int d = 0; d < nd; d++) ii[d] = ishape[d] == 1 ? 0 : ui[d];
-                v = (int64_t)ix.v[ravel(nd, ishape, ii)];
+                v = (int64_t)ix.v[t_ravel(nd, ishape, ii)];
                 memcpy(ai, ui, sizeof ai);
             } else {
-                v = (int64_t)ix.v[ravel(ni, ishape, ui + ax)];
+                v = (int64_t)ix.v[t_ravel(ni, ishape, ui + ax)];
                 for (int d = 0; d < ax; d++) ai[d] = ui[d];
                 for (int d = ax + 1; d < nd; d++) ai[d] = ui[d - 1 + ni];
             }
             ai[ax] = v < 0 ? v + n : v;
-            int64_t at = ravel(nd, shape, ai);
+            int64_t at = t_ravel(nd, shape, ai);
             ref[at] = t == LZ_BOOL ? (ref[at] != 0 || up.v[k] != 0) : ref[at] + up.v[k];
         }
         for (int64_t k = 0; k < an; k++) ref[k] = wrap(ref[k], t);
@@ -287,16 +267,16 @@ static void test_one_hot(void **state) {
     (void)state;
     uint64_t s = 15;
     for (int trial = 0; trial < 40; trial++) {
-        int nd = (int)irand(&s, 0, 3);
-        int64_t shape[8], depth = irand(&s, 0, 7);
+        int nd = (int)t_irand(&s, 0, 3);
+        int64_t shape[8], depth = t_irand(&s, 0, 7);
         rand_shape(&s, nd, shape, 1);
         tarr ix = t_rand(nd, shape, trial & 1 ? LZ_I32 : LZ_I64, -2, (double)depth + 2, &s,
-                         (int)irand(&s, 0, 3));
+                         (int)t_irand(&s, 0, 3));
         lz_dtype t = trial % 3 == 0 ? LZ_I32 : LZ_F32;
         int64_t oshape[9];
         memcpy(oshape, shape, sizeof shape);
         oshape[nd] = depth;
-        int64_t n = numel(nd, shape);
+        int64_t n = t_numel(nd, shape);
         double *ref = malloc((size_t)(n * depth + 1) * sizeof *ref);
         for (int64_t k = 0; k < n; k++)
             for (int64_t c = 0; c < depth; c++) ref[k * depth + c] = ix.v[k] == (double)c;
@@ -322,38 +302,38 @@ static void test_concatenate_random(void **state) {
     (void)state;
     uint64_t s = 16;
     for (int trial = 0; trial < 200; trial++) {
-        int nd = (int)irand(&s, 1, 5), n = (int)irand(&s, 1, 5);
+        int nd = (int)t_irand(&s, 1, 5), n = (int)t_irand(&s, 1, 5);
         int64_t base[8];
         rand_shape(&s, nd, base, 1);
-        int axis = (int)irand(&s, -nd, nd), ax = axis < 0 ? axis + nd : axis;
+        int axis = (int)t_irand(&s, -nd, nd), ax = axis < 0 ? axis + nd : axis;
         tarr parts[4];
         lz_array *arrs[4];
         int64_t sizes[4], oshape[8];
         memcpy(oshape, base, sizeof base);
         oshape[ax] = 0;
-        lz_dtype t = DTYPES[irand(&s, 0, NDT)];
+        lz_dtype t = DTYPES[t_irand(&s, 0, NDT)];
         lz_dtype want = t;
         for (int k = 0; k < n; k++) {
             int64_t sh[8];
             memcpy(sh, base, sizeof sh);
-            sh[ax] = sizes[k] = irand(&s, 0, 4);
-            lz_dtype tk = trial % 3 ? DTYPES[irand(&s, 0, NDT)] : t;   /* mixed dtypes */
+            sh[ax] = sizes[k] = t_irand(&s, 0, 4);
+            lz_dtype tk = trial % 3 ? DTYPES[t_irand(&s, 0, NDT)] : t;   /* mixed dtypes */
             if (k == 0) tk = t;
             want = promoted(want, tk);
             parts[k] = rand_arr(&s, nd, sh, tk);
             arrs[k] = parts[k].a;
             oshape[ax] += sizes[k];
         }
-        int64_t on = numel(nd, oshape);
+        int64_t on = t_numel(nd, oshape);
         double *ref = malloc((size_t)(on ? on : 1) * sizeof *ref);
         for (int64_t q = 0; q < on; q++) {
             int64_t oi[8], k = 0;
-            unravel(q, nd, oshape, oi);
+            t_unravel(q, nd, oshape, oi);
             while (oi[ax] >= sizes[k]) oi[ax] -= sizes[k++];
             int64_t sh[8];
             memcpy(sh, base, sizeof sh);
             sh[ax] = sizes[k];
-            ref[q] = parts[k].v[ravel(nd, sh, oi)];
+            ref[q] = parts[k].v[t_ravel(nd, sh, oi)];
         }
         lz_array *r = lz_concatenate(n, arrs, axis);
         check(r, want, nd, oshape, ref);
@@ -367,22 +347,22 @@ static void test_stack_and_split(void **state) {
     (void)state;
     uint64_t s = 17;
     for (int trial = 0; trial < 100; trial++) {
-        int nd = (int)irand(&s, 0, 4), n = (int)irand(&s, 1, 5);
+        int nd = (int)t_irand(&s, 0, 4), n = (int)t_irand(&s, 1, 5);
         int64_t shape[8], oshape[9];
         rand_shape(&s, nd, shape, 1);
-        int axis = (int)irand(&s, -nd - 1, nd + 1), ax = axis < 0 ? axis + nd + 1 : axis;
+        int axis = (int)t_irand(&s, -nd - 1, nd + 1), ax = axis < 0 ? axis + nd + 1 : axis;
         lz_dtype t = DTYPES[trial % NDT];
         tarr parts[4];
         lz_array *arrs[4];
         for (int k = 0; k < n; k++) { parts[k] = rand_arr(&s, nd, shape, t); arrs[k] = parts[k].a; }
         for (int d = 0, j = 0; d <= nd; d++) oshape[d] = d == ax ? n : shape[j++];
-        int64_t on = numel(nd + 1, oshape);
+        int64_t on = t_numel(nd + 1, oshape);
         double *ref = malloc((size_t)(on ? on : 1) * sizeof *ref);
         for (int64_t q = 0; q < on; q++) {
             int64_t oi[9] = {0}, pi[8] = {0};
-            unravel(q, nd + 1, oshape, oi);
+            t_unravel(q, nd + 1, oshape, oi);
             for (int d = 0, j = 0; d <= nd; d++) if (d != ax) pi[j++] = oi[d];
-            ref[q] = parts[oi[ax]].v[ravel(nd, shape, pi)];
+            ref[q] = parts[oi[ax]].v[t_ravel(nd, shape, pi)];
         }
         lz_array *st = lz_stack(n, arrs, axis);
         check(st, t, nd + 1, oshape, ref);
@@ -410,28 +390,28 @@ static void test_pad_random(void **state) {
     (void)state;
     uint64_t s = 18;
     for (int trial = 0; trial < 200; trial++) {
-        int nd = (int)irand(&s, 0, 5);
+        int nd = (int)t_irand(&s, 0, 5);
         int64_t shape[8], oshape[8], pads[16];
         rand_shape(&s, nd, shape, 1);
         for (int d = 0; d < nd; d++) {
-            pads[2 * d] = irand(&s, 0, 3);
-            pads[2 * d + 1] = irand(&s, 0, 3);
+            pads[2 * d] = t_irand(&s, 0, 3);
+            pads[2 * d + 1] = t_irand(&s, 0, 3);
             oshape[d] = shape[d] + pads[2 * d] + pads[2 * d + 1];
         }
         lz_dtype t = DTYPES[trial % NDT];
         double value = t == LZ_BOOL ? 1 : t == LZ_U8 ? 7 : -3;
         tarr a = rand_arr(&s, nd, shape, t);
-        int64_t on = numel(nd, oshape);
+        int64_t on = t_numel(nd, oshape);
         double *ref = malloc((size_t)on * sizeof *ref);
         for (int64_t q = 0; q < on; q++) {
             int64_t oi[8];
-            unravel(q, nd, oshape, oi);
+            t_unravel(q, nd, oshape, oi);
             int in = 1;
             for (int d = 0; d < nd; d++) {
                 oi[d] -= pads[2 * d];
                 in = in && oi[d] >= 0 && oi[d] < shape[d];
             }
-            ref[q] = in ? a.v[ravel(nd, shape, oi)] : value;
+            ref[q] = in ? a.v[t_ravel(nd, shape, oi)] : value;
         }
         lz_array *r = lz_pad(a.a, pads, value);
         check(r, t, nd, oshape, ref);
@@ -445,39 +425,39 @@ static void test_tile_repeat_random(void **state) {
     (void)state;
     uint64_t s = 19;
     for (int trial = 0; trial < 200; trial++) {
-        int nd = (int)irand(&s, 1, 7);
+        int nd = (int)t_irand(&s, 1, 7);
         int64_t shape[8], oshape[8], reps[8];
         rand_shape(&s, nd, shape, trial % 4 == 0);
         for (int d = 0; d < nd; d++) {
-            reps[d] = nd >= 5 ? 2 : irand(&s, 0, 4);   /* nd >= 5: the axis-at-a-time path */
+            reps[d] = nd >= 5 ? 2 : t_irand(&s, 0, 4);   /* nd >= 5: the axis-at-a-time path */
             oshape[d] = shape[d] * reps[d];
         }
         lz_dtype t = DTYPES[trial % NDT];
         tarr a = rand_arr(&s, nd, shape, t);
-        int64_t on = numel(nd, oshape);
+        int64_t on = t_numel(nd, oshape);
         double *ref = malloc((size_t)(on ? on : 1) * sizeof *ref);
         for (int64_t q = 0; q < on; q++) {
             int64_t oi[8];
-            unravel(q, nd, oshape, oi);
+            t_unravel(q, nd, oshape, oi);
             for (int d = 0; d < nd; d++) oi[d] %= shape[d];
-            ref[q] = a.v[ravel(nd, shape, oi)];
+            ref[q] = a.v[t_ravel(nd, shape, oi)];
         }
         lz_array *r = lz_tile(a.a, reps);
         check(r, t, nd, oshape, ref);
         lz_release(r);
         /* repeat along one axis */
-        int axis = (int)irand(&s, -nd, nd), ax = axis < 0 ? axis + nd : axis;
-        int64_t rp = irand(&s, 0, 4);
+        int axis = (int)t_irand(&s, -nd, nd), ax = axis < 0 ? axis + nd : axis;
+        int64_t rp = t_irand(&s, 0, 4);
         memcpy(oshape, shape, sizeof shape);
         oshape[ax] *= rp;
-        on = numel(nd, oshape);
+        on = t_numel(nd, oshape);
         free(ref);
         ref = malloc((size_t)(on ? on : 1) * sizeof *ref);
         for (int64_t q = 0; q < on; q++) {
             int64_t oi[8];
-            unravel(q, nd, oshape, oi);
+            t_unravel(q, nd, oshape, oi);
             oi[ax] /= rp;
-            ref[q] = a.v[ravel(nd, shape, oi)];
+            ref[q] = a.v[t_ravel(nd, shape, oi)];
         }
         r = lz_repeat(a.a, rp, axis);
         check(r, t, nd, oshape, ref);

@@ -4,32 +4,12 @@
  * (radix passes) and many rows (threads); every error path with its message. */
 #include "testutil.h"
 
-static int64_t irand(uint64_t *s, int64_t lo, int64_t hi) {   /* [lo, hi) */
-    return lo + (int64_t)floor(t_uniform(s, 0, (double)(hi - lo)));
-}
-
-static int64_t numel(int nd, const int64_t *shape) {
-    int64_t n = 1;
-    for (int d = 0; d < nd; d++) n *= shape[d];
-    return n;
-}
-
-static void unravel(int64_t k, int nd, const int64_t *shape, int64_t *idx) {
-    for (int d = nd - 1; d >= 0; d--) { idx[d] = k % shape[d]; k /= shape[d]; }
-}
-
-static int64_t ravel(int nd, const int64_t *shape, const int64_t *idx) {
-    int64_t k = 0;
-    for (int d = 0; d < nd; d++) k = k * shape[d] + idx[d];
-    return k;
-}
-
 /* An array of dtype t holding the logical values v (row-major) with the given layout, built
  * like t_rand's (stored as int64 for int32 and int64, else float32, then cast: exact for the values
  * the tests use). */
 static lz_array *from_values(int nd, const int64_t *shape, const double *v, lz_dtype t,
                              int layout) {
-    int64_t big[8], n = numel(nd, shape), m = 1;
+    int64_t big[8], n = t_numel(nd, shape), m = 1;
     for (int d = 0; d < nd; d++) {
         big[d] = layout == T_STRIDED ? 2 * shape[d] + 1
                : layout == T_TRANSPOSED ? shape[nd - 1 - d] : shape[d];
@@ -39,11 +19,11 @@ static lz_array *from_values(int nd, const int64_t *shape, const double *v, lz_d
     char *buf = calloc((size_t)(m ? m : 1), 8);
     for (int64_t k = 0; k < n; k++) {
         int64_t idx[8], pos[8];
-        unravel(k, nd, shape, idx);
+        t_unravel(k, nd, shape, idx);
         for (int d = 0; d < nd; d++)
             pos[d] = layout == T_STRIDED ? 1 + 2 * idx[d]
                    : layout == T_TRANSPOSED ? idx[nd - 1 - d] : idx[d];
-        int64_t at = ravel(nd, big, pos);
+        int64_t at = t_ravel(nd, big, pos);
         if (st == LZ_I64) ((int64_t *)buf)[at] = (int64_t)v[k];
         else ((float *)buf)[at] = (float)v[k];
     }
@@ -66,15 +46,15 @@ static lz_array *from_values(int nd, const int64_t *shape, const double *v, lz_d
 
 /* Values with many ties, and for floats NaN, +-inf and -0. */
 static double rand_value(uint64_t *s, lz_dtype t) {
-    int64_t c = irand(s, 0, 20);
+    int64_t c = t_irand(s, 0, 20);
     switch (t) {
-    case LZ_BOOL: return (double)irand(s, 0, 2);
-    case LZ_U8: return c < 10 ? (double)irand(s, 0, 4) : (double)irand(s, 0, 256);
-    case LZ_I32: return c < 15 ? (double)irand(s, -3, 4) : (double)irand(s, -2000000000, 2000000000);
+    case LZ_BOOL: return (double)t_irand(s, 0, 2);
+    case LZ_U8: return c < 10 ? (double)t_irand(s, 0, 4) : (double)t_irand(s, 0, 256);
+    case LZ_I32: return c < 15 ? (double)t_irand(s, -3, 4) : (double)t_irand(s, -2000000000, 2000000000);
     case LZ_I64:
         if (c == 0) return -9223372036854775808.0;             /* INT64_MIN */
-        if (c < 4) return (c & 1 ? -1 : 1) * 4611686018427387904.0 + (double)irand(s, -3, 4) * 2048;
-        return (double)irand(s, -3, 4);
+        if (c < 4) return (c & 1 ? -1 : 1) * 4611686018427387904.0 + (double)t_irand(s, -3, 4) * 2048;
+        return (double)t_irand(s, -3, 4);
     default:
         if (c == 0) return NAN;
         if (c == 1) return INFINITY;
@@ -82,7 +62,7 @@ static double rand_value(uint64_t *s, lz_dtype t) {
         if (c == 3) return -0.0;
         if (c == 4) return 0.0;
         if (t == LZ_F32 && c > 16) return (float)t_uniform(s, -1e6, 1e6);
-        return (double)irand(s, -40, 40) / 4;
+        return (double)t_irand(s, -40, 40) / 4;
     }
 }
 
@@ -103,20 +83,20 @@ static int cmp_items(const void *pa, const void *pb) {
 /* Sorts every row along ax of v (shape) into ref_v / ref_i (desc: largest first). */
 static void ref_sort(int nd, const int64_t *shape, int ax, const double *v, int desc,
                      double *ref_v, double *ref_i) {
-    int64_t n = shape[ax], total = numel(nd, shape);
+    int64_t n = shape[ax], total = t_numel(nd, shape);
     item *row = malloc((size_t)(n ? n : 1) * sizeof *row);
     for (int64_t k = 0; k < total; k++) {
         int64_t idx[8];
-        unravel(k, nd, shape, idx);
+        t_unravel(k, nd, shape, idx);
         if (idx[ax]) continue;   /* one visit per row */
         for (int64_t j = 0; j < n; j++) {
             idx[ax] = j;
-            row[j] = (item){v[ravel(nd, shape, idx)], j, desc};
+            row[j] = (item){v[t_ravel(nd, shape, idx)], j, desc};
         }
         qsort(row, (size_t)n, sizeof *row, cmp_items);
         for (int64_t j = 0; j < n; j++) {
             idx[ax] = j;
-            int64_t at = ravel(nd, shape, idx);
+            int64_t at = t_ravel(nd, shape, idx);
             ref_v[at] = row[j].v;
             ref_i[at] = (double)row[j].i;
         }
@@ -145,7 +125,7 @@ static const lz_dtype DTYPES[] = {LZ_F32, LZ_I32, LZ_I64, LZ_U8, LZ_BOOL, LZ_F16
 static void run_sort_case(uint64_t *s, int nd, const int64_t *shape, lz_dtype t, int axis,
                           int layout) {
     int ax = axis < 0 ? axis + nd : axis;
-    int64_t n = numel(nd, shape);
+    int64_t n = t_numel(nd, shape);
     double *v = malloc((size_t)(n ? n : 1) * sizeof *v), *rv = malloc((size_t)(n ? n : 1) * sizeof *rv),
            *ri = malloc((size_t)(n ? n : 1) * sizeof *ri);
     for (int64_t k = 0; k < n; k++) v[k] = rand_value(s, t);
@@ -169,12 +149,12 @@ static void test_sort_random(void **state) {
     uint64_t s = 21;
     static const int64_t dims[] = {1, 2, 3, 5, 7, 0, 1, 4};
     for (int trial = 0; trial < 350; trial++) {
-        int nd = (int)irand(&s, 1, 4);
+        int nd = (int)t_irand(&s, 1, 4);
         int64_t shape[8];
-        for (int d = 0; d < nd; d++) shape[d] = dims[irand(&s, 0, trial % 5 ? 7 : 8)];
-        int axis = (int)irand(&s, -nd, nd), ax = axis < 0 ? axis + nd : axis;
-        if (trial % 3 == 0) shape[ax] = irand(&s, 33, 300);   /* past insertion sort: radix */
-        run_sort_case(&s, nd, shape, DTYPES[trial % 7], axis, (int)irand(&s, 0, 3));
+        for (int d = 0; d < nd; d++) shape[d] = dims[t_irand(&s, 0, trial % 5 ? 7 : 8)];
+        int axis = (int)t_irand(&s, -nd, nd), ax = axis < 0 ? axis + nd : axis;
+        if (trial % 3 == 0) shape[ax] = t_irand(&s, 33, 300);   /* past insertion sort: radix */
+        run_sort_case(&s, nd, shape, DTYPES[trial % 7], axis, (int)t_irand(&s, 0, 3));
     }
 }
 
@@ -196,7 +176,7 @@ static void test_argsort_stable(void **state) {
     uint64_t s = 23;
     int64_t n = 5000;
     float *x = malloc((size_t)n * sizeof *x);
-    for (int64_t k = 0; k < n; k++) x[k] = (float)irand(&s, 0, 3) - 1;
+    for (int64_t k = 0; k < n; k++) x[k] = (float)t_irand(&s, 0, 3) - 1;
     x[17] = -0.0f;   /* ties with 0 */
     lz_array *a = lz_from_data(x, 1, &n, LZ_F32), *ix = lz_argsort(a, 0);
     int64_t *p = malloc((size_t)n * sizeof *p);
@@ -247,26 +227,26 @@ static void test_topk(void **state) {
     lz_release(a);
     /* random against a stable descending sort (NaNs count as the largest) */
     for (int trial = 0; trial < 150; trial++) {
-        int nd = (int)irand(&s, 1, 4);
+        int nd = (int)t_irand(&s, 1, 4);
         int64_t shape[8], kshape[8];
-        for (int d = 0; d < nd; d++) shape[d] = irand(&s, 1, 6);
-        int axis = (int)irand(&s, -nd, nd), ax = axis < 0 ? axis + nd : axis;
-        if (trial % 4 == 0) shape[ax] = irand(&s, 33, 200);
-        int64_t k = irand(&s, 0, shape[ax] + 1), n = numel(nd, shape);
+        for (int d = 0; d < nd; d++) shape[d] = t_irand(&s, 1, 6);
+        int axis = (int)t_irand(&s, -nd, nd), ax = axis < 0 ? axis + nd : axis;
+        if (trial % 4 == 0) shape[ax] = t_irand(&s, 33, 200);
+        int64_t k = t_irand(&s, 0, shape[ax] + 1), n = t_numel(nd, shape);
         lz_dtype t = DTYPES[trial % 7];
         double *vals = malloc((size_t)n * sizeof *vals), *rv = malloc((size_t)n * sizeof *rv),
                *ri = malloc((size_t)n * sizeof *ri);
         for (int64_t q = 0; q < n; q++) vals[q] = rand_value(&s, t);
-        a = from_values(nd, shape, vals, t, (int)irand(&s, 0, 3));
+        a = from_values(nd, shape, vals, t, (int)t_irand(&s, 0, 3));
         ref_sort(nd, shape, ax, vals, 1, rv, ri);
         memcpy(kshape, shape, sizeof kshape);
         kshape[ax] = k;
-        int64_t kn = numel(nd, kshape);
+        int64_t kn = t_numel(nd, kshape);
         double *kv = malloc((size_t)(kn ? kn : 1) * sizeof *kv), *ki = malloc((size_t)(kn ? kn : 1) * sizeof *ki);
         for (int64_t q = 0; q < kn; q++) {
             int64_t idx[8];
-            unravel(q, nd, kshape, idx);
-            int64_t at = ravel(nd, shape, idx);
+            t_unravel(q, nd, kshape, idx);
+            int64_t at = t_ravel(nd, shape, idx);
             kv[q] = rv[at];
             ki[q] = ri[at];
         }
@@ -289,25 +269,25 @@ static void test_cumsum_random(void **state) {
     uint64_t s = 25;
     static const lz_dtype ts[] = {LZ_F32, LZ_I32, LZ_U8, LZ_BOOL, LZ_I64, LZ_F16, LZ_BF16};
     for (int trial = 0; trial < 300; trial++) {
-        int nd = (int)irand(&s, 1, 5);
+        int nd = (int)t_irand(&s, 1, 5);
         int64_t shape[8];
-        for (int d = 0; d < nd; d++) shape[d] = irand(&s, 0, 9) ? irand(&s, 1, 6) : 0;
-        int axis = (int)irand(&s, -nd, nd), ax = axis < 0 ? axis + nd : axis, rev = trial & 1;
+        for (int d = 0; d < nd; d++) shape[d] = t_irand(&s, 0, 9) ? t_irand(&s, 1, 6) : 0;
+        int axis = (int)t_irand(&s, -nd, nd), ax = axis < 0 ? axis + nd : axis, rev = trial & 1;
         if (trial % 5 == 0) shape[ax] = 200;
         lz_dtype t = ts[trial % 7];
         lz_dtype ot = lz_dtype_is_float(t) ? t : LZ_I64;
         double lo = t == LZ_U8 || t == LZ_BOOL ? 0 : -100, hi = t == LZ_BOOL ? 2 : 100;
-        tarr a = t_rand(nd, shape, t, lo, hi, &s, (int)irand(&s, 0, 3));
+        tarr a = t_rand(nd, shape, t, lo, hi, &s, (int)t_irand(&s, 0, 3));
         int64_t n = a.n, m = shape[ax];
         double *ref = malloc((size_t)(n ? n : 1) * sizeof *ref);
         for (int64_t k = 0; k < n; k++) {
             int64_t idx[8];
-            unravel(k, nd, shape, idx);
+            t_unravel(k, nd, shape, idx);
             int64_t j = idx[ax];
             double acc = 0;
             for (int64_t q = rev ? j : 0; q <= (rev ? m - 1 : j); q++) {
                 idx[ax] = q;
-                acc += a.v[ravel(nd, shape, idx)];
+                acc += a.v[t_ravel(nd, shape, idx)];
             }
             ref[k] = acc;
         }

@@ -22,6 +22,28 @@ static inline double t_uniform(uint64_t *s, double lo, double hi) {
     return lo + (hi - lo) * (double)(r >> 11) * (1.0 / 9007199254740992.0);
 }
 
+/* Random integer in [lo, hi). */
+static inline int64_t t_irand(uint64_t *s, int64_t lo, int64_t hi) {
+    return lo + (int64_t)floor(t_uniform(s, 0, (double)(hi - lo)));
+}
+
+/* Row-major helpers for references: element count, flat index <-> multi-index. */
+static inline int64_t t_numel(int nd, const int64_t *shape) {
+    int64_t n = 1;
+    for (int d = 0; d < nd; d++) n *= shape[d];
+    return n;
+}
+
+static inline void t_unravel(int64_t k, int nd, const int64_t *shape, int64_t *idx) {
+    for (int d = nd - 1; d >= 0; d--) { idx[d] = k % shape[d]; k /= shape[d]; }
+}
+
+static inline int64_t t_ravel(int nd, const int64_t *shape, const int64_t *idx) {
+    int64_t k = 0;
+    for (int d = 0; d < nd; d++) k = k * shape[d] + idx[d];
+    return k;
+}
+
 /* A test array: `a` (a new reference the caller releases, also inside a pool) and `v`, its logical values in row-major order,
  * already rounded to a's dtype, as doubles (free with t_free). */
 typedef struct { lz_array *a; double *v; int64_t n; } tarr;
