@@ -126,7 +126,8 @@ static void run_sort_case(uint64_t *s, int nd, const int64_t *shape, lz_dtype t,
                           int layout) {
     int ax = axis < 0 ? axis + nd : axis;
     int64_t n = t_numel(nd, shape);
-    double *v = malloc((size_t)(n ? n : 1) * sizeof *v), *rv = malloc((size_t)(n ? n : 1) * sizeof *rv),
+    /* calloc: for n == 0 gcc -O1 would otherwise warn that v is read uninitialised */
+    double *v = calloc((size_t)(n ? n : 1), sizeof *v), *rv = malloc((size_t)(n ? n : 1) * sizeof *rv),
            *ri = malloc((size_t)(n ? n : 1) * sizeof *ri);
     for (int64_t k = 0; k < n; k++) v[k] = rand_value(s, t);
     lz_array *a = from_values(nd, shape, v, t, layout);
