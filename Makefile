@@ -38,9 +38,9 @@ TESTS     := $(TEST_SRC:tests/%.c=$(B)/tests/%)
 BENCH_SRC := $(wildcard bench/bench_*.c)
 BENCHES   := $(BENCH_SRC:bench/%.c=$(B)/bench/%)
 APPS      := $(patsubst apps/%/,%,$(sort $(dir $(wildcard apps/*/*.c))))
-# Programs: bin/ for the release build, build/<variant>/bin for the others (so `make asan`
-# never replaces the programs `make mnist` runs).
-BIN       := $(if $(filter release,$(VARIANT)),bin,$(B)/bin)
+# Programs: bin/ for the default release build, $(B)/bin for the others (so `make asan` or a
+# private B=build/<name> never replaces the programs `make mnist` runs).
+BIN       := $(if $(filter build/release,$(B)),bin,$(B)/bin)
 APP_BINS  := $(APPS:%=$(BIN)/%) $(BIN)/lz-data
 DATA_TOOL_OBJ := $(patsubst %.c,$(B)/%.o,$(wildcard datasets/*.c))
 TEST_SCRIPTS := $(wildcard tests/test_*.sh)
