@@ -48,7 +48,7 @@ TEST_SCRIPTS := $(wildcard tests/test_*.sh)
 SHELL := /bin/bash
 .SECONDEXPANSION:
 .PHONY: all test asan bench deps clean check-deps mnist print-libs
-all: $(if $(filter release,$(VARIANT)),lib/libleibniz.a) $(APP_BINS)
+all: $(if $(filter build/release,$(B)),lib/libleibniz.a) $(APP_BINS)
 
 lib/libleibniz.a: $(LIB)
 	cp $< $@
