@@ -201,17 +201,17 @@ ns=$(sed -n 's/.*at step \([0-9]*\) .*/\1/p' "$T/err") cs=$(sed -n 's/.*last.h5 
     fail "last good checkpoint ($(head -c 300 "$T/out"))"
 
 # ---- fine-tuning from the run's checkpoint: frozen layers, LoRA adapters, a fresh head ----
-"$TRAIN" tiny.yaml train.out_dir=ft finetune.init_from="$R/best.h5" 'finetune.freeze=["1.*"]' train.epochs=1 >"$T/out" 2>&1 &&
+"$TRAIN" tiny.yaml train.out_dir=ft finetune.init_from="$R/best.h5" 'finetune.freeze=["fc1.*"]' train.epochs=1 >"$T/out" 2>&1 &&
     grep -q "finetune: loaded 4 arrays" "$T/out" && grep -q "parameters: 50890 (650 trainable)" "$T/out" &&
     pass "finetune: init_from and freeze (650 of 50890 parameters trained)" || fail "finetune freeze ($(tail -c 300 "$T/out"))"
 "$TRAIN" tiny.yaml train.out_dir=lora finetune.init_from="$R/best.h5" finetune.lora.rank=4 train.epochs=1 >"$T/out" 2>&1 &&
     grep -q "lora_linear" "$T/out" && "$EVAL" lora/tiny/best.h5 --json >"$T/lora.json" 2>&1 &&
     [ "$(json accuracy "$T/lora.json")" = "$(json reported_accuracy "$T/lora.json")" ] &&
     pass "finetune: LoRA adapters train, and eval rebuilds them" || fail "LoRA ($(tail -c 300 "$T/out"))"
-"$TRAIN" tiny.yaml train.out_dir=head finetune.init_from="$R/best.h5" finetune.head.name=3 train.epochs=1 >"$T/out" 2>&1 &&
-    grep -q "loaded 2 arrays from .*re-initialised 3" "$T/out" && pass "finetune: head.name is re-initialised, not loaded" ||
+"$TRAIN" tiny.yaml train.out_dir=head finetune.init_from="$R/best.h5" finetune.head.name=head train.epochs=1 >"$T/out" 2>&1 &&
+    grep -q "loaded 2 arrays from .*re-initialised head" "$T/out" && pass "finetune: head.name is re-initialised, not loaded" ||
     fail "finetune head ($(tail -c 300 "$T/out"))"
-expect "finetune from another model (strict)" 2 "init_from .* does not fit the model \(finetune.strict\): mismatch: 1.weight is float32\[32,784\] in the model but float32\[64,784\] given; " \
+expect "finetune from another model (strict)" 2 "init_from .* does not fit the model \(finetune.strict\): mismatch: fc1.weight is float32\[32,784\] in the model but float32\[64,784\] given; " \
     -- "$TRAIN" other_model.yaml finetune.init_from="$R/best.h5"
 expect "finetune.freeze matching nothing" 2 "finetune.freeze: 'nope\*' matches no parameter" -- "$TRAIN" tiny.yaml 'finetune.freeze=["nope*"]'
 expect "finetune.lora.targets matching nothing" 2 "no linear layer matches \"zzz\"" -- "$TRAIN" tiny.yaml finetune.lora.rank=2 'finetune.lora.targets=["zzz"]'
@@ -236,7 +236,7 @@ expect "sequential model without flatten" 2 "does not fit the data.*add a flatte
 touch "$T/afile"
 expect "unwritable output folder" 2 "cannot create the output folder $T/afile/runs: Not a directory \(train.out_dir\)" \
     -- "$TRAIN" tiny.yaml train.out_dir="$T/afile/runs"
-expect "resume from a checkpoint of another model" 2 "checkpoint is from another model: .*last.h5: params: 3 shape mismatches \(1.weight: checkpoint float32\[64,784\], model float32\[32,784\]" \
+expect "resume from a checkpoint of another model" 2 "checkpoint is from another model: .*last.h5: params: 3 shape mismatches \(fc1.weight: checkpoint float32\[64,784\], model float32\[32,784\]" \
     -- "$TRAIN" other_model.yaml --resume "$R/last.h5"
 expect "resume from a missing checkpoint" 2 "--resume: nowhere does not exist" -- "$TRAIN" tiny.yaml --resume nowhere
 expect "resume with data of another shape" 2 "trained on 1x28x28 images with 10 classes, but mnist14.h5 has 1x14x14" \

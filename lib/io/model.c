@@ -1,6 +1,7 @@
 /* Models from experiment configs (see model.h). */
 #include "model.h"
 
+#include <assert.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -16,6 +17,8 @@ typedef struct {
     int index;            /* next layer index */
     lz_key key;
     const char *where;    /* "model.layers.3" or "model (mlp)" for messages */
+    bool named;           /* mlp/cnn: children named conv1, relu1, fc1, head ... (else 0, 1, ...) */
+    struct { const char *prefix; int n; } count[8];   /* layers named so far, per prefix */
 } builder;
 
 static int fail_layer(builder *b, const char *kind) {
@@ -27,11 +30,30 @@ static int fail_layer(builder *b, const char *kind) {
     return -1;
 }
 
-/* Appends m (owned) and moves the placeholder through it. */
-static int push(builder *b, lz_module *m, const char *kind) {
+/* The name of the next child with this prefix: "conv1", "conv2"...; "flatten" and "head" as
+ * they are (there is one of each). */
+static void child_name(builder *b, const char *prefix, char *name, size_t n) {
+    if (!strcmp(prefix, "flatten") || !strcmp(prefix, "head")) {
+        snprintf(name, n, "%s", prefix);
+        return;
+    }
+    int i = 0;
+    while (i < 8 && b->count[i].prefix && strcmp(b->count[i].prefix, prefix)) i++;
+    assert(i < 8);
+    b->count[i].prefix = prefix;
+    snprintf(name, n, "%s%d", prefix, ++b->count[i].n);
+}
+
+/* Appends m (owned) and moves the placeholder through it. Named models (mlp, cnn) call the
+ * child `prefix` + its number (PyTorch-style conv1, fc2; the names finetune patterns use);
+ * model.layers lists are numbered like nn.Sequential. */
+static int push_named(builder *b, lz_module *m, const char *kind, const char *prefix) {
     if (!m) return fail_layer(b, kind);
     lz_module_train(m, false);
-    if (lz_nn_sequential_append(b->seq, m)) return fail_layer(b, kind);
+    char name[32];
+    if (b->named) child_name(b, prefix, name, sizeof name);
+    if (b->named ? lz_module_add_child(b->seq, name, m) : lz_nn_sequential_append(b->seq, m))
+        return fail_layer(b, kind);
     lz_module *child = lz_module_child_at(b->seq, b->index);
     lz_array *y = lz_module_forward(child, b->x, NULL);
     if (!y) return fail_layer(b, kind);
@@ -39,6 +61,8 @@ static int push(builder *b, lz_module *m, const char *kind) {
     b->index++;
     return 0;
 }
+
+static int push(builder *b, lz_module *m, const char *kind) { return push_named(b, m, kind, kind); }
 
 static lz_key next_key(builder *b) { return lz_key_fold(b->key, (uint64_t)b->index); }
 
@@ -144,12 +168,12 @@ static int add_head(builder *b, int64_t out) {
     for (int h = 0; h < nh; h++) {
         int64_t w;
         if (cfg_int(cfg, "model.hidden.%d%s", h, "", &w)) return -1;
-        if (push(b, lz_nn_linear(last_dim(b->x), w, true, next_key(b)), "linear") ||
+        if (push_named(b, lz_nn_linear(last_dim(b->x), w, true, next_key(b)), "linear", "fc") ||
             push(b, activation(act), act))
             return -1;
-        if (p > 0 && push(b, lz_nn_dropout(p), "dropout")) return -1;
+        if (p > 0 && push_named(b, lz_nn_dropout(p), "dropout", "drop")) return -1;
     }
-    return push(b, lz_nn_linear(last_dim(b->x), out, true, next_key(b)), "linear");
+    return push_named(b, lz_nn_linear(last_dim(b->x), out, true, next_key(b)), "linear", "head");
 }
 
 lz_module *lz_model_build(const lz_config *cfg, const lz_model_shape *in, lz_key key) {
@@ -165,7 +189,7 @@ lz_module *lz_model_build(const lz_config *cfg, const lz_model_shape *in, lz_key
     if (!seq) return NULL;
     lz_pool_push();
     int64_t shape[4] = {1, in->channels, in->height, in->width};
-    builder b = {cfg, seq, lz_zeros(4, shape, LZ_F32), 0, key, "model"};
+    builder b = {cfg, seq, lz_zeros(4, shape, LZ_F32), 0, key, "model", strcmp(type, "sequential") != 0, {{0}}};
     char where[64];
     snprintf(where, sizeof where, "model (%s)", type);
     int64_t out = in->num_classes;
@@ -188,11 +212,11 @@ lz_module *lz_model_build(const lz_config *cfg, const lz_model_shape *in, lz_key
             int64_t ch;
             int kk[2] = {k, k}, pad[2] = {k / 2, k / 2}, two[2] = {2, 2};
             rc = cfg_int(cfg, "model.channels.%d%s", c, "", &ch);
-            if (!rc) rc = push(&b, lz_nn_conv2d(lz_shape(b.x)[1], ch, kk, NULL, pad, NULL, 1, !bn,
-                                                next_key(&b)), "conv2d");
-            if (!rc && bn) rc = push(&b, lz_nn_batch_norm2d(ch, 1e-5, 0.1, true), "batch_norm");
+            if (!rc) rc = push_named(&b, lz_nn_conv2d(lz_shape(b.x)[1], ch, kk, NULL, pad, NULL, 1, !bn,
+                                                      next_key(&b)), "conv2d", "conv");
+            if (!rc && bn) rc = push_named(&b, lz_nn_batch_norm2d(ch, 1e-5, 0.1, true), "batch_norm", "bn");
             if (!rc) rc = push(&b, activation(act), act);
-            if (!rc) rc = push(&b, lz_nn_max_pool2d(two, NULL, NULL), "max_pool2d");
+            if (!rc) rc = push_named(&b, lz_nn_max_pool2d(two, NULL, NULL), "max_pool2d", "pool");
         }
         if (!rc) rc = add_head(&b, out);
     }
@@ -254,9 +278,9 @@ char *lz_model_summary(lz_module *m, const lz_model_shape *in) {
     lz_pool_push();
     int64_t shape[4] = {1, in->channels, in->height, in->width};
     lz_array *x = lz_zeros(4, shape, LZ_F32);
-    char sh[64], desc[160];
-    APPEND("  %-5s %-12s %-34s %-16s %10s\n", "layer", "kind", "configuration", "output", "params");
-    APPEND("  %-5s %-12s %-34s %-16s %10s\n", "", "input", "", lz_shape_str(x, sh, sizeof sh), "");
+    char sh[64], desc[160], name[64];
+    APPEND("  %-8s %-12s %-44s %-18s %10s\n", "layer", "kind", "configuration", "output", "params");
+    APPEND("  %-8s %-12s %-44s %-18s %10s\n", "", "input", "", lz_shape_str(x, sh, sizeof sh), "");
     int n = lz_module_num_children(m);
     for (int i = 0; i < n && x; i++) {
         lz_module *c = lz_module_child_at(m, i);
@@ -264,13 +288,14 @@ char *lz_model_summary(lz_module *m, const lz_model_shape *in) {
         const lz_module_kind *k = lz_module_kind_of(c);
         if (k->describe) k->describe(c, desc, sizeof desc);
         /* the usual defaults only make the table wide */
-        static const char *const noise[] = {", dilation=1x1", ", groups=1", ", padding=0x0", "start=1, end=-1"};
+        static const char *const noise[] = {", stride=1x1", ", dilation=1x1", ", groups=1", ", padding=0x0",
+                                            "start=1, end=-1"};
         for (size_t j = 0; j < sizeof noise / sizeof *noise; j++) {
             char *at = strstr(desc, noise[j]);
             if (at) memmove(at, at + strlen(noise[j]), strlen(at + strlen(noise[j])) + 1);
         }
         x = lz_module_forward(c, x, NULL);
-        APPEND("  %-5d %-12s %-34s %-16s %10lld\n", i, k->name, desc,
+        APPEND("  %-8s %-12s %-44s %-18s %10lld\n", lz_module_path(c, name, sizeof name), k->name, desc,
                x ? lz_shape_str(x, sh, sizeof sh) : "?", (long long)lz_module_num_params(c, false));
     }
     lz_pool_pop();
