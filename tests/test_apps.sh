@@ -10,7 +10,6 @@ TRAIN=${LZ_TRAIN:-$ROOT/bin/train}
 EVAL=${LZ_EVAL:-$ROOT/bin/eval}
 TOOL=${LZ_DATA_TOOL:-$ROOT/bin/lz-data}
 CFG=$ROOT/tests/data/apps
-MNIST=${LZ_DATA_MIRROR:-}/mnist
 T=$(mktemp -d /tmp/lz_apps_XXXXXX)
 trap 'rm -rf "$T"' EXIT
 fails=0
@@ -20,17 +19,13 @@ fail() { echo "FAIL $1"; fails=$((fails + 1)); }
 for b in "$TRAIN" "$EVAL" "$TOOL"; do
     [ -x "$b" ] || { echo "FAIL $b is not built (make $(basename "$b"))"; exit 1; }
 done
-if [ -z "${LZ_DATA_MIRROR:-}" ] || [ ! -f "$MNIST/train-images-idx3-ubyte.gz" ]; then
+source "$ROOT/tests/mnist_slice.sh"
+if ! have_mnist; then
     echo "skip test_apps: no MNIST source (set LZ_DATA_MIRROR to a folder with mnist/*.gz)"
     exit 0
 fi
 
-# ---- the data: IDX slices with their own headers, converted by lz-data ----
-be32() { printf "\\x$(printf %02x $(($1 >> 24 & 255)))\\x$(printf %02x $(($1 >> 16 & 255)))\\x$(printf %02x $(($1 >> 8 & 255)))\\x$(printf %02x $(($1 & 255)))"; }
-images() { # GZ N SIDE OUT: the first N images, stored as SIDE x SIDE (the bytes are not re-cut)
-    { printf '\x00\x00\x08\x03'; be32 "$2"; be32 "$3"; be32 "$3"; zcat "$1" | tail -c +17 | head -c $(($2 * $3 * $3)); } > "$4"
-}
-labels() { { printf '\x00\x00\x08\x01'; be32 "$2"; zcat "$1" | tail -c +9 | head -c "$2"; } > "$3"; }
+# ---- the data: IDX slices converted by lz-data ----
 images "$MNIST/train-images-idx3-ubyte.gz" 512 28 "$T/tri"
 labels "$MNIST/train-labels-idx1-ubyte.gz" 512 "$T/trl"
 images "$MNIST/t10k-images-idx3-ubyte.gz" 256 28 "$T/tei"
