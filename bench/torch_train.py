@@ -81,9 +81,10 @@ def main():
         ys = [torch.randint(0, 10, (128,), generator=g) for _ in range(NBATCH)]
         warmup = 5
     elif which == "mnist_cnn":
-        model = nn.Sequential(nn.Conv2d(1, 32, 3), nn.ReLU(), nn.MaxPool2d(2),
-                              nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-                              nn.Linear(64 * 5 * 5, 128), nn.ReLU(), nn.Linear(128, 10))
+        model = nn.Sequential(nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                              nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                              nn.Flatten(), nn.Linear(64 * 7 * 7, 128), nn.ReLU(),
+                              nn.Linear(128, 10))
         opt = torch.optim.Adam(model.parameters())
         xs = [images((128, 1, 28, 28), g) for _ in range(NBATCH)]
         ys = [torch.randint(0, 10, (128,), generator=g) for _ in range(NBATCH)]
