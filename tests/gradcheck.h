@@ -77,7 +77,7 @@ static lz_array *gc_array(const lz_array *x, const double *v) {
 
 /* Returns 0 when every checked element agrees; otherwise fails the current test with the
  * first disagreement (input, element, both values). */
-static int gc_check_(const char *name, lz_fn fn, void *ctx, int n, lz_array *const *inputs,
+__attribute__((unused)) static int gc_check_(const char *name, lz_fn fn, void *ctx, int n, lz_array *const *inputs,
                      const gc_opts *opts, const char *file, int line) {
     gc_opts o = {1e-2, 2e-3, 1e-3, 64};
     if (opts) {
@@ -269,5 +269,25 @@ static inline int gc_layout_of(int k) { return k % 3 == 0 ? T_CONTIG : k % 3 == 
 
 /* gc_check(name, fn, ctx, n, inputs, opts): variadic so that opts may be a compound literal */
 #define gc_check(...) gc_check_(__VA_ARGS__, __FILE__, __LINE__)
+
+/* A cmocka setup: a fresh draw sequence per test, varied by the environment's GC_SEED. */
+static inline int gc_reseed(void **state) {
+    (void)state;
+    static uint64_t n;
+    const char *env = getenv("GC_SEED");
+    gc_seed_state = 0x9e3779b97f4a7c15ull ^ (++n * 0x2545f4914f6cdd1dull) ^
+                    (env ? strtoull(env, NULL, 10) * 0x94d049bb133111ebull : 0);
+    return 0;
+}
+
+/* lz_fn adaptors for one-input and two-input ops: ctx points to the op. */
+typedef lz_array *(*unary_op)(lz_array *);
+typedef lz_array *(*binary_op)(lz_array *, lz_array *);
+
+static inline int unary_fn(void *ctx, int n, lz_array *const *x, lz_array **out) {
+    (void)n;
+    out[0] = (*(unary_op *)ctx)(x[0]);
+    return out[0] ? 1 : -1;
+}
 
 #endif
