@@ -1,5 +1,5 @@
-/* Internal to lib/data: HDF5 helpers shared by the reader, the writer and the converters.
- * Every function that fails leaves a message in lz_error() that names the file. */
+/* HDF5 helpers shared by lib/data (the reader, the writer, the converters) and lib/io's
+ * checkpoints. Every function that fails leaves a message in lz_error() that names the file. */
 #ifndef LZ_DATA_H5_H
 #define LZ_DATA_H5_H
 
@@ -14,9 +14,14 @@ void h5_quiet(void);
 const char *h5_detail(char *buf, size_t n);
 /* "uint8", "int32", "float64", "string", ... */
 const char *h5_type_name(hid_t type, char *buf, size_t n);
-/* Opens an existing file read-only, telling apart a missing file, a folder, a file that is
- * not HDF5 and a truncated HDF5 file. Returns the file id or H5I_INVALID_HID. */
-hid_t h5_open_read(const char *path);
+/* File access properties of every file we open or create: HDF5 1.8 format (readable by old
+ * tools and h5py), no file locking, strong close. H5Pclose it. */
+hid_t h5_fapl(void);
+/* Opens an existing file read-only, telling apart a missing file, a folder, an empty file, a
+ * file that is not HDF5 (and what it looks like), a corrupt and a truncated HDF5 file; `what`
+ * ("dataset" or "checkpoint") words the messages. The file id or H5I_INVALID_HID. */
+hid_t h5_open_file(const char *path, const char *what);
+hid_t h5_open_read(const char *path);   /* h5_open_file(path, "dataset") */
 /* Reads a string-list attribute of obj (variable or fixed length strings, or one string)
  * into one malloc'd block: *out[i] points inside it. Returns 0 when absent, else the count
  * (> 0), or -1. */

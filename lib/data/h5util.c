@@ -1,6 +1,7 @@
 /* HDF5 helpers for lib/data: silence, one-line messages, opening files for reading with a
  * diagnosis of what is wrong with them, and string/number attributes. */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,7 +11,7 @@
 
 void h5_quiet(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
 
-typedef struct { char *buf; size_t n; int depth; } walk_ctx;
+typedef struct { char *buf; size_t n; } walk_ctx;
 
 /* Walking upward starts at the innermost frame, where the real cause is described; a
  * message mentioning truncation wins wherever it is. */
@@ -26,7 +27,7 @@ static herr_t walk(unsigned n, const H5E_error2_t *e, void *data) {
 }
 
 const char *h5_detail(char *buf, size_t n) {
-    walk_ctx w = {buf, n, 0};
+    walk_ctx w = {buf, n};
     buf[0] = 0;
     H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, walk, &w);
     H5Eclear2(H5E_DEFAULT);
@@ -45,6 +46,7 @@ const char *h5_type_name(hid_t type, char *buf, size_t n) {
     case H5T_ENUM: snprintf(buf, n, "enum"); break;
     case H5T_ARRAY: snprintf(buf, n, "array"); break;
     case H5T_VLEN: snprintf(buf, n, "variable-length"); break;
+    case H5T_REFERENCE: snprintf(buf, n, "reference"); break;
     case H5T_BITFIELD: snprintf(buf, n, "bitfield"); break;
     default: snprintf(buf, n, "an unsupported type"); break;
     }
@@ -65,23 +67,48 @@ static const char *guess_format(const char *path) {
     return "";
 }
 
-hid_t h5_open_read(const char *path) {
+static int has_h5_magic(const char *path) {
+    static const unsigned char magic[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
+    unsigned char m[8];
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0;
+    size_t got = fread(m, 1, 8, f);
+    fclose(f);
+    return got == 8 && !memcmp(m, magic, 8);
+}
+
+hid_t h5_fapl(void) {
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    if (fapl < 0) return fapl;
+    H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_V18);
+#if H5_VERSION_GE(1, 10, 7)
+    /* We never write a file another process reads (writers rename a finished file into
+     * place), and locks fail on some network file systems. */
+    H5Pset_file_locking(fapl, 0, 1);
+#endif
+    /* Close the file even if a handle was leaked on an error path. */
+    H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG);
+    return fapl;
+}
+
+hid_t h5_open_file(const char *path, const char *what) {
+    bool ckpt = !strcmp(what, "checkpoint");
     struct stat st;
     if (stat(path, &st)) {
-        lz_fail("%s: cannot open: %s", path, strerror(errno));
+        lz_fail("%s: cannot open%s: %s", path, ckpt ? " checkpoint" : "", strerror(errno));
         return H5I_INVALID_HID;
     }
     if (S_ISDIR(st.st_mode)) {
-        lz_fail("%s: is a folder, not an HDF5 dataset file", path);
+        lz_fail("%s: is a folder, not %s file", path, ckpt ? "a checkpoint" : "an HDF5 dataset");
         return H5I_INVALID_HID;
     }
     if (st.st_size == 0) {
-        lz_fail("%s: empty file (0 bytes), not an HDF5 dataset", path);
+        lz_fail("%s: empty file (0 bytes), not %s", path, ckpt ? "a checkpoint" : "an HDF5 dataset");
         return H5I_INVALID_HID;
     }
     FILE *f = fopen(path, "rb");
     if (!f) {
-        lz_fail("%s: cannot open: %s", path, strerror(errno));
+        lz_fail("%s: cannot open%s: %s", path, ckpt ? " checkpoint" : "", strerror(errno));
         return H5I_INVALID_HID;
     }
     fclose(f);
@@ -94,32 +121,35 @@ hid_t h5_open_read(const char *path) {
 #endif
     if (is <= 0) {
         h5_detail(detail, sizeof detail);
-        lz_fail("%s: not an HDF5 file%s", path, guess_format(path));
+        if (has_h5_magic(path))
+            lz_fail("%s: corrupt or truncated HDF5 file (%lld bytes): %s", path,
+                    (long long)st.st_size, detail[0] ? detail : "unknown error");
+        else
+            lz_fail("%s: not an HDF5 file%s%s", path, guess_format(path),
+                    ckpt ? ", so not a leibniz checkpoint" : "");
         return H5I_INVALID_HID;
     }
-    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-#if H5_VERSION_GE(1, 10, 7)
-    /* We never write a file another process reads (writers rename a finished file into
-     * place), and locks fail on some network file systems. */
-    H5Pset_file_locking(fapl, 0, 1);
-#endif
+    hid_t fapl = h5_fapl();
     hid_t file = H5Fopen(path, H5F_ACC_RDONLY, fapl);
     if (file < 0) h5_detail(detail, sizeof detail);   /* before the next call clears it */
     H5Pclose(fapl);
     if (file >= 0) return file;
     unsigned long long eof = 0, base = 0, stored = 0;
     const char *t = strstr(detail, "truncated file");
+    const char *again = ckpt ? "the checkpoint was not written or copied completely"
+                             : "it was not written or copied completely; create it again";
     if (t && sscanf(t, "truncated file: eof = %llu, sblock->base_addr = %llu, stored_eof = %llu",
                     &eof, &base, &stored) == 3)
-        lz_fail("%s: truncated HDF5 file (%llu of %llu bytes): it was not written or copied "
-                "completely; create it again", path, eof, stored);
+        lz_fail("%s: truncated HDF5 file (%llu of %llu bytes): %s", path, eof, stored, again);
     else if (t)
-        lz_fail("%s: truncated HDF5 file: it was not written or copied completely; create it "
-                "again", path);
+        lz_fail("%s: truncated HDF5 file: %s", path, again);
     else
-        lz_fail("%s: cannot open as HDF5: %s", path, detail[0] ? detail : "unknown error");
+        lz_fail("%s: corrupt or truncated HDF5 file (%lld bytes): %s", path,
+                (long long)st.st_size, detail[0] ? detail : "unknown error");
     return H5I_INVALID_HID;
 }
+
+hid_t h5_open_read(const char *path) { return h5_open_file(path, "dataset"); }
 
 /* Opens attribute `name` of obj: 0 absent, 1 opened (*attr, *type, *n set), -1 error. */
 static int open_attr(const char *path, hid_t obj, const char *name, hid_t *attr, hid_t *type,

@@ -1,5 +1,5 @@
-/* Checkpoint helpers: HDF5 types for our dtypes, CRC-32C, names, and opening a file for
- * reading with a diagnosis of what is wrong with it. */
+/* Checkpoint helpers: the cause of an HDF5 failure kept until it is reported, HDF5 types for
+ * our dtypes, CRC-32C, names. Opening and HDF5 messages are shared with lib/data (data/h5.h). */
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include "core/internal.h"
 #include "io/ckpt_internal.h"
+#include "data/h5.h"
 #if defined(__SSE4_2__)
 #include <nmmintrin.h>
 #elif defined(__ARM_FEATURE_CRC32)
@@ -17,30 +18,12 @@
 static _Thread_local char saved[256];
 
 void ckpt_quiet(void) {
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    h5_quiet();
     saved[0] = 0;
 }
 
-typedef struct { char *buf; size_t n; } walk_ctx;
-
-/* The innermost frame describes the cause; a mention of truncation wins wherever it is. */
-static herr_t walk(unsigned i, const H5E_error2_t *e, void *data) {
-    walk_ctx *w = data;
-    if (!e->desc || !e->desc[0]) return 0;
-    int truncated = strstr(e->desc, "truncated") != NULL;
-    if (i == 0 || truncated || !w->buf[0]) snprintf(w->buf, w->n, "%s", e->desc);
-    return truncated;   /* 1 stops the walk */
-}
-
-static void walk_stack(char *buf, size_t n) {
-    walk_ctx w = {buf, n};
-    buf[0] = 0;
-    H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, walk, &w);
-    H5Eclear2(H5E_DEFAULT);
-}
-
 int ckpt_h5_save(void) {
-    if (!saved[0]) walk_stack(saved, sizeof saved);
+    if (!saved[0]) h5_detail(saved, sizeof saved);
     return -1;
 }
 
@@ -50,22 +33,10 @@ const char *ckpt_h5_detail(char *buf, size_t n) {
         saved[0] = 0;
         H5Eclear2(H5E_DEFAULT);
     } else {
-        walk_stack(buf, n);
+        h5_detail(buf, n);
     }
     if (!buf[0]) snprintf(buf, n, "unknown HDF5 error");
     return buf;
-}
-
-hid_t ckpt_fapl(void) {
-    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-    if (fapl < 0) return fapl;
-    H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_V18);
-#if H5_VERSION_GE(1, 10, 7)
-    H5Pset_file_locking(fapl, 0, 1);
-#endif
-    /* Close the file even if a handle was leaked on an error path. */
-    H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG);
-    return fapl;
 }
 
 /* IEEE half and bfloat16 as HDF5 float types built from float32's (sign bit 15). */
@@ -93,24 +64,6 @@ static hid_t make_type(lz_dtype t, int file) {
 }
 hid_t ckpt_file_type(lz_dtype t) { return make_type(t, 1); }
 hid_t ckpt_mem_type(lz_dtype t) { return make_type(t, 0); }
-
-const char *ckpt_h5_type_name(hid_t type, char *buf, size_t n) {
-    size_t bits = 8 * H5Tget_size(type);
-    switch (H5Tget_class(type)) {
-    case H5T_INTEGER:
-        snprintf(buf, n, "%sint%zu", H5Tget_sign(type) == H5T_SGN_NONE ? "u" : "", bits);
-        break;
-    case H5T_FLOAT: snprintf(buf, n, "float%zu", bits); break;
-    case H5T_STRING: snprintf(buf, n, "string"); break;
-    case H5T_COMPOUND: snprintf(buf, n, "compound"); break;
-    case H5T_ENUM: snprintf(buf, n, "enum"); break;
-    case H5T_ARRAY: snprintf(buf, n, "array"); break;
-    case H5T_VLEN: snprintf(buf, n, "variable-length"); break;
-    case H5T_REFERENCE: snprintf(buf, n, "reference"); break;
-    default: snprintf(buf, n, "an unsupported type"); break;
-    }
-    return buf;
-}
 
 /* The dtype an HDF5 type holds exactly, without a "dtype" attribute (files from h5py). */
 static int natural_dtype(hid_t type, lz_dtype *out) {
@@ -142,7 +95,7 @@ int ckpt_dtype_of(hid_t type, const char *dtype_attr, lz_dtype *out, char *why, 
     int have_nat = natural_dtype(type, &nat) == 0;
     if (!dtype_attr) {
         if (!have_nat) {
-            snprintf(why, n, "HDF5 type %s is not a leibniz dtype", ckpt_h5_type_name(type, tn, sizeof tn));
+            snprintf(why, n, "HDF5 type %s is not a leibniz dtype", h5_type_name(type, tn, sizeof tn));
             return -1;
         }
         *out = nat;
@@ -154,7 +107,7 @@ int ckpt_dtype_of(hid_t type, const char *dtype_attr, lz_dtype *out, char *why, 
         lz_dtype want = t == LZ_BOOL ? LZ_U8 : (lz_dtype)t;
         if (!have_nat || nat != want) {
             snprintf(why, n, "its dtype attribute says %s but it is stored as %s", dtype_attr,
-                     ckpt_h5_type_name(type, tn, sizeof tn));
+                     h5_type_name(type, tn, sizeof tn));
             return -1;
         }
         *out = (lz_dtype)t;
@@ -226,67 +179,4 @@ void ckpt_shape_str(lz_dtype t, int ndim, const int64_t *shape, char *buf, size_
     char s[200];
     lz_format_shape(ndim, shape, s, sizeof s);
     snprintf(buf, n, "%s%s", lz_dtype_name(t), s);
-}
-
-/* ---- opening for reading ---- */
-static const unsigned char h5_magic[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
-
-static int has_h5_magic(const char *path) {
-    unsigned char m[8];
-    FILE *f = fopen(path, "rb");
-    if (!f) return 0;
-    size_t got = fread(m, 1, 8, f);
-    fclose(f);
-    return got == 8 && !memcmp(m, h5_magic, 8);
-}
-
-hid_t ckpt_open_read(const char *path) {
-    struct stat st;
-    if (stat(path, &st)) {
-        lz_fail("%s: cannot open checkpoint: %s", path, strerror(errno));
-        return H5I_INVALID_HID;
-    }
-    if (S_ISDIR(st.st_mode)) {
-        lz_fail("%s: is a folder, not a checkpoint file", path);
-        return H5I_INVALID_HID;
-    }
-    if (st.st_size == 0) {
-        lz_fail("%s: empty file (0 bytes), not a checkpoint", path);
-        return H5I_INVALID_HID;
-    }
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        lz_fail("%s: cannot open checkpoint: %s", path, strerror(errno));
-        return H5I_INVALID_HID;
-    }
-    fclose(f);
-    ckpt_quiet();
-    char detail[256];
-    if (H5Fis_hdf5(path) <= 0) {
-        ckpt_h5_detail(detail, sizeof detail);
-        if (has_h5_magic(path))
-            lz_fail("%s: corrupt or truncated HDF5 file (%lld bytes): %s", path,
-                    (long long)st.st_size, detail);
-        else
-            lz_fail("%s: not an HDF5 file, so not a leibniz checkpoint", path);
-        return H5I_INVALID_HID;
-    }
-    hid_t fapl = ckpt_fapl();
-    hid_t file = H5Fopen(path, H5F_ACC_RDONLY, fapl);
-    if (file < 0) ckpt_h5_detail(detail, sizeof detail);
-    H5Pclose(fapl);
-    if (file >= 0) return file;
-    unsigned long long eof = 0, base = 0, stored = 0;
-    const char *t = strstr(detail, "truncated file");
-    if (t && sscanf(t, "truncated file: eof = %llu, sblock->base_addr = %llu, stored_eof = %llu",
-                    &eof, &base, &stored) == 3)
-        lz_fail("%s: truncated HDF5 file (%llu of %llu bytes): the checkpoint was not written "
-                "or copied completely", path, eof, stored);
-    else if (t)
-        lz_fail("%s: truncated HDF5 file: the checkpoint was not written or copied completely",
-                path);
-    else
-        lz_fail("%s: corrupt or truncated HDF5 file (%lld bytes): %s", path,
-                (long long)st.st_size, detail);
-    return H5I_INVALID_HID;
 }

@@ -18,24 +18,17 @@ int ckpt_h5_save(void);
 /* The saved message, else the current stack's ("unknown HDF5 error" when none); clears
  * both. */
 const char *ckpt_h5_detail(char *buf, size_t n);
-/* File access: format 1.8 objects (checksummed metadata, large attributes) and no file
- * locks (a checkpoint is never shared while being written: it is renamed into place). */
-hid_t ckpt_fapl(void);
 /* HDF5 type of a dtype in the file (little-endian) and in memory; caller closes. */
 hid_t ckpt_file_type(lz_dtype t);
 hid_t ckpt_mem_type(lz_dtype t);
 /* The dtype of a dataset from its "dtype" attribute (dtype_attr, may be NULL) or else its
  * HDF5 type. Returns 0, or -1 with why in why[]. */
 int ckpt_dtype_of(hid_t type, const char *dtype_attr, lz_dtype *out, char *why, size_t n);
-/* "float32", "int8", "string", ... for messages. */
-const char *ckpt_h5_type_name(hid_t type, char *buf, size_t n);
 /* CRC-32C (Castagnoli, as in iSCSI/ext4), continued from crc (0 to start). */
 uint32_t ckpt_crc32c(uint32_t crc, const void *p, size_t n);
 /* 0 if `name` can be an HDF5 link name here, else -1 with an error naming `what`. */
 int ckpt_check_name(const char *path, const char *what, const char *name);
 /* "float32[2,3]" */
 void ckpt_shape_str(lz_dtype t, int ndim, const int64_t *shape, char *buf, size_t n);
-/* Opens an existing file read-only with a one-line diagnosis of what is wrong with it. */
-hid_t ckpt_open_read(const char *path);
 
 #endif

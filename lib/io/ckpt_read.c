@@ -5,6 +5,7 @@
 #include <string.h>
 #include "core/internal.h"
 #include "io/ckpt_internal.h"
+#include "data/h5.h"
 
 typedef struct { char *section; char **names; int64_t n; } name_list;
 
@@ -82,7 +83,7 @@ static int read_num_attr(hid_t obj, const char *name, int want_int, void *out) {
 
 lz_ckpt *lz_ckpt_open(const char *path) {
     if (!path || !path[0]) return lz_fail("lz_ckpt_open: empty checkpoint path");
-    hid_t file = ckpt_open_read(path);
+    hid_t file = h5_open_file(path, "checkpoint");
     if (file < 0) return NULL;
     int64_t version;
     char *format = read_str_attr(file, "format");

@@ -12,6 +12,7 @@
 #include <unistd.h>
 #include "core/internal.h"
 #include "io/ckpt_internal.h"
+#include "data/h5.h"
 
 typedef struct { char *name; hid_t id; } section;
 
@@ -113,7 +114,7 @@ lz_ckpt_writer *lz_ckpt_create(const char *path) {
     }
     close(fd);
     w->tmp = tmp;   /* from here on, ours to remove on failure */
-    hid_t fapl = ckpt_fapl();
+    hid_t fapl = h5_fapl();
     w->file = H5Fcreate(w->tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
     if (w->file < 0) ckpt_h5_save();
     H5Pclose(fapl);
