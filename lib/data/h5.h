@@ -14,8 +14,8 @@ void h5_quiet(void);
 const char *h5_detail(char *buf, size_t n);
 /* "uint8", "int32", "float64", "string", ... */
 const char *h5_type_name(hid_t type, char *buf, size_t n);
-/* File access properties of every file we open or create: HDF5 1.8 format (readable by old
- * tools and h5py), no file locking, strong close. H5Pclose it. */
+/* File access properties for opening files and writing checkpoints: HDF5 1.8 objects (old
+ * tools and h5py read them), no file locking, strong close. H5Pclose it. */
 hid_t h5_fapl(void);
 /* Opens an existing file read-only, telling apart a missing file, a folder, an empty file, a
  * file that is not HDF5 (and what it looks like), a corrupt and a truncated HDF5 file; `what`
