@@ -5,28 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "core/strbuf.h"
 #include "io/ckpt_internal.h"
-
-/* ---- a growing string ---- */
-typedef struct { char *s; size_t n, cap; int oom; } sbuf;
-
-static void sb_printf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_printf(sbuf *b, const char *fmt, ...) {
-    if (b->oom) return;
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int k = vsnprintf(b->s ? b->s + b->n : NULL, b->s ? b->cap - b->n : 0, fmt, ap);
-        va_end(ap);
-        if (k < 0) { b->oom = 1; return; }
-        if (b->s && b->n + (size_t)k < b->cap) { b->n += (size_t)k; return; }
-        size_t cap = 2 * (b->cap + (size_t)k) + 64;
-        char *s = realloc(b->s, cap);
-        if (!s) { b->oom = 1; return; }
-        b->s = s;
-        b->cap = cap;
-    }
-}
 
 /* ---- problems found, by category ---- */
 enum { C_MISSING, C_UNEXPECTED, C_SHAPE, C_DTYPE, C_UNREADABLE, NCAT };
@@ -53,26 +33,25 @@ static int add(list *l, char *item) {
 /* The report line; each category's names are cut after about `limit` characters
  * (0: never) with "+N more". */
 static char *format(const char *path, const char *section, const list *cats, size_t limit) {
-    sbuf b = {0};
-    sb_printf(&b, "%s: %s:", path, section);
+    lz_strbuf b = {0};
+    lz_strbuf_printf(&b, "%s: %s:", path, section);
     int first = 1;
     for (int k = 0; k < NCAT; k++) {
         const list *l = &cats[k];
         if (!l->n) continue;
-        sb_printf(&b, "%s %d %s (", first ? "" : ",", l->n, l->n == 1 ? cat_one[k] : cat_many[k]);
+        lz_strbuf_printf(&b, "%s %d %s (", first ? "" : ",", l->n, l->n == 1 ? cat_one[k] : cat_many[k]);
         first = 0;
-        size_t start = b.n;
+        size_t start = b.len;
         for (int i = 0; i < l->n; i++) {
-            if (limit && i && b.n - start + strlen(l->items[i]) > limit) {
-                sb_printf(&b, ", +%d more", l->n - i);
+            if (limit && i && b.len - start + strlen(l->items[i]) > limit) {
+                lz_strbuf_printf(&b, ", +%d more", l->n - i);
                 break;
             }
-            sb_printf(&b, "%s%s", i ? ", " : "", l->items[i]);
+            lz_strbuf_printf(&b, "%s%s", i ? ", " : "", l->items[i]);
         }
-        sb_printf(&b, ")");
+        lz_strbuf_printf(&b, ")");
     }
-    if (b.oom) { free(b.s); return NULL; }
-    return b.s;
+    return lz_strbuf_take(&b);
 }
 
 static int matches(const char *const *patterns, const char *name) {

@@ -7,35 +7,8 @@
 #include <string.h>
 #include <yaml.h>
 #include "core/core.h"
+#include "core/strbuf.h"
 #include "config_internal.h"
-
-/* ---- a growable string ---- */
-typedef struct { char *s; size_t n, cap; int oom; } sbuf;
-
-static void sb_add(sbuf *b, const char *s, size_t n) {
-    if (b->oom) return;
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? 2 * b->cap : 4096;
-        while (cap < b->n + n + 1) cap *= 2;
-        char *p = realloc(b->s, cap);
-        if (!p) { b->oom = 1; return; }
-        b->s = p;
-        b->cap = cap;
-    }
-    memcpy(b->s + b->n, s, n);
-    b->n += n;
-    b->s[b->n] = 0;
-}
-
-static void sb_printf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_printf(sbuf *b, const char *fmt, ...) {
-    char tmp[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-    va_end(ap);
-    sb_add(b, tmp, n < (int)sizeof tmp ? (size_t)n : sizeof tmp - 1);
-}
 
 /* ---- YAML ---- */
 
@@ -126,19 +99,19 @@ static void emit_node(emitter *e, const cnode *n, int flow) {
     }
 }
 
-static int write_sbuf(void *data, unsigned char *buffer, size_t size) {
-    sbuf *b = data;
-    sb_add(b, (const char *)buffer, size);
+static int write_strbuf(void *data, unsigned char *buffer, size_t size) {
+    lz_strbuf *b = data;
+    lz_strbuf_add(b, (const char *)buffer, size);
     return !b->oom;
 }
 
 char *lz_config_dump_string(const lz_config *cfg) {
     if (!cfg) return lz_fail("lz_config_dump: no config");
-    sbuf b = {0};
+    lz_strbuf b = {0};
     emitter e = {0};
     yaml_event_t ev;
     if (!yaml_emitter_initialize(&e.em)) return lz_fail("out of memory");
-    yaml_emitter_set_output(&e.em, write_sbuf, &b);
+    yaml_emitter_set_output(&e.em, write_strbuf, &b);
     yaml_emitter_set_unicode(&e.em, 1);
     yaml_emitter_set_width(&e.em, -1);   /* never fold long strings */
     yaml_emitter_set_indent(&e.em, 2);
@@ -169,105 +142,105 @@ int lz_config_dump(const lz_config *cfg, FILE *f) {
 /* ---- Markdown reference ---- */
 
 /* Text for a table cell: '|' would end the cell. */
-static void cell(sbuf *b, const char *s) {
+static void cell(lz_strbuf *b, const char *s) {
     for (; *s; s++) {
-        if (*s == '|') sb_add(b, "\\|", 2);
-        else sb_add(b, s, 1);
+        if (*s == '|') lz_strbuf_add(b, "\\|", 2);
+        else lz_strbuf_add(b, s, 1);
     }
 }
 
-static void type_text(sbuf *b, const lz_config_key *k) {
+static void type_text(lz_strbuf *b, const lz_config_key *k) {
     static const char *const names[] = {"section", "string", "int", "float", "bool", "enum",
                                         "strings", "ints", "floats", "layers"};
     char r[64];
     switch (k->type) {
     case LZ_CFG_ENUM:
-        sb_printf(b, "one of ");
+        lz_strbuf_printf(b, "one of ");
         for (const char *c = k->choices; *c;) {
             const char *bar = strchr(c, '|');
             int n = bar ? (int)(bar - c) : (int)strlen(c);
-            sb_printf(b, "%s`%.*s`", c == k->choices ? "" : ", ", n, c);
+            lz_strbuf_printf(b, "%s`%.*s`", c == k->choices ? "" : ", ", n, c);
             c += n + (bar != NULL);
         }
         break;
     case LZ_CFG_STRS: case LZ_CFG_INTS: case LZ_CFG_FLOATS:
-        if (k->length) sb_printf(b, "%d %s", k->length, names[k->type]);
-        else sb_printf(b, "list of %s", names[k->type]);
+        if (k->length) lz_strbuf_printf(b, "%d %s", k->length, names[k->type]);
+        else lz_strbuf_printf(b, "list of %s", names[k->type]);
         break;
-    case LZ_CFG_LAYERS: sb_printf(b, "list of layers"); break;
-    default: sb_printf(b, "%s", names[k->type]); break;
+    case LZ_CFG_LAYERS: lz_strbuf_printf(b, "list of layers"); break;
+    default: lz_strbuf_printf(b, "%s", names[k->type]); break;
     }
-    if (k->range) sb_printf(b, " %s", cfg_range_text(k->range, r, sizeof r));
-    if (k->flags & LZ_CFG_NULLABLE) sb_printf(b, " or null");
+    if (k->range) lz_strbuf_printf(b, " %s", cfg_range_text(k->range, r, sizeof r));
+    if (k->flags & LZ_CFG_NULLABLE) lz_strbuf_printf(b, " or null");
 }
 
-static void when_text(sbuf *b, const char *when) {
+static void when_text(lz_strbuf *b, const char *when) {
     const char *eq = strchr(when, '=');
-    sb_printf(b, " *Only when `%.*s` is ", (int)(eq - when), when);
+    lz_strbuf_printf(b, " *Only when `%.*s` is ", (int)(eq - when), when);
     for (const char *c = eq + 1; *c;) {
         const char *bar = strchr(c, '|');
         int n = bar ? (int)(bar - c) : (int)strlen(c);
-        sb_printf(b, "%s`%.*s`", c == eq + 1 ? "" : bar ? ", " : " or ", n, c);
+        lz_strbuf_printf(b, "%s`%.*s`", c == eq + 1 ? "" : bar ? ", " : " or ", n, c);
         c += n + (bar != NULL);
     }
-    sb_printf(b, ".*");
+    lz_strbuf_printf(b, ".*");
 }
 
-static void key_table(sbuf *b, const char *sect) {
-    sb_printf(b, "| key | type | default | meaning |\n|---|---|---|---|\n");
+static void key_table(lz_strbuf *b, const char *sect) {
+    lz_strbuf_printf(b, "| key | type | default | meaning |\n|---|---|---|---|\n");
     size_t n = strlen(sect);
     for (int i = 0; i < lz_config_schema_len; i++) {
         const lz_config_key *k = &lz_config_schema[i];
         const char *dot = strrchr(k->path, '.');
         int mine = n ? dot && (size_t)(dot - k->path) == n && !strncmp(k->path, sect, n) : !dot;
         if (!mine || k->type == LZ_CFG_MAP) continue;
-        sb_printf(b, "| `%s` | ", k->path);
+        lz_strbuf_printf(b, "| `%s` | ", k->path);
         type_text(b, k);
-        sb_printf(b, " | ");
-        if (k->def) { sb_printf(b, "`"); cell(b, k->def); sb_printf(b, "`"); }
-        else sb_printf(b, "**required**");
-        sb_printf(b, " | ");
+        lz_strbuf_printf(b, " | ");
+        if (k->def) { lz_strbuf_printf(b, "`"); cell(b, k->def); lz_strbuf_printf(b, "`"); }
+        else lz_strbuf_printf(b, "**required**");
+        lz_strbuf_printf(b, " | ");
         cell(b, k->doc);
         if (k->when) when_text(b, k->when);
-        sb_printf(b, " |\n");
+        lz_strbuf_printf(b, " |\n");
     }
 }
 
 char *lz_config_schema_markdown(void) {
-    sbuf b = {0};
-    sb_printf(&b, "## Keys\n\n### Top level\n\n");
+    lz_strbuf b = {0};
+    lz_strbuf_printf(&b, "## Keys\n\n### Top level\n\n");
     key_table(&b, "");
     for (int i = 0; i < lz_config_schema_len; i++) {
         const lz_config_key *k = &lz_config_schema[i];
         if (k->type != LZ_CFG_MAP) continue;
-        sb_printf(&b, "\n### `%s`\n\n", k->path);
+        lz_strbuf_printf(&b, "\n### `%s`\n\n", k->path);
         cell(&b, k->doc);
-        sb_printf(&b, "\n\n");
+        lz_strbuf_printf(&b, "\n\n");
         key_table(&b, k->path);
     }
-    sb_printf(&b, "\n## Layer types\n\nItems of `model.layers`: `{type: NAME, key: value, ...}`, "
+    lz_strbuf_printf(&b, "\n## Layer types\n\nItems of `model.layers`: `{type: NAME, key: value, ...}`, "
                   "or just `NAME` when the defaults suit.\n\n| type | keys | meaning |\n|---|---|---|\n");
     for (int i = 0; i < lz_config_layers_len; i++) {
         const lz_config_key *t = &lz_config_layers[i];
         if (strchr(t->path, '.')) continue;
-        sb_printf(&b, "| `%s` | ", t->path);
+        lz_strbuf_printf(&b, "| `%s` | ", t->path);
         size_t n = strlen(t->path);
         int any = 0;
         for (int j = i + 1; j < lz_config_layers_len; j++) {
             const lz_config_key *k = &lz_config_layers[j];
             if (strncmp(k->path, t->path, n) || k->path[n] != '.') continue;
-            sb_printf(&b, "%s`%s`: ", any++ ? "; " : "", k->path + n + 1);
+            lz_strbuf_printf(&b, "%s`%s`: ", any++ ? "; " : "", k->path + n + 1);
             type_text(&b, k);
-            if (k->def) { sb_printf(&b, ", default `"); cell(&b, k->def); sb_printf(&b, "`"); }
-            else sb_printf(&b, ", **required**");
-            sb_printf(&b, " (");
+            if (k->def) { lz_strbuf_printf(&b, ", default `"); cell(&b, k->def); lz_strbuf_printf(&b, "`"); }
+            else lz_strbuf_printf(&b, ", **required**");
+            lz_strbuf_printf(&b, " (");
             cell(&b, k->doc);
-            sb_printf(&b, ")");
+            lz_strbuf_printf(&b, ")");
         }
-        if (!any) sb_printf(&b, "none");
-        sb_printf(&b, " | ");
+        if (!any) lz_strbuf_printf(&b, "none");
+        lz_strbuf_printf(&b, " | ");
         cell(&b, t->doc);
-        sb_printf(&b, " |\n");
+        lz_strbuf_printf(&b, " |\n");
     }
     if (b.oom) { free(b.s); return lz_fail("out of memory"); }
     return b.s;

@@ -4,32 +4,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "core/strbuf.h"
 #include "nn_internal.h"
-
-typedef struct {
-    char *s;
-    size_t n, cap;
-} text;
-
-static void say(text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void say(text *t, const char *fmt, ...) {
-    char line[600];
-    va_list ap;
-    va_start(ap, fmt);
-    int w = vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    if (w < 0) return;
-    size_t len = strlen(line);
-    if (t->n + len + 1 > t->cap) {
-        size_t cap = (t->cap ? 2 * t->cap : 512) + len;
-        char *s = realloc(t->s, cap);
-        if (!s) return;
-        t->s = s;
-        t->cap = cap;
-    }
-    memcpy(t->s + t->n, line, len + 1);
-    t->n += len;
-}
 
 static bool same_shape(const lz_array *a, const lz_array *b) {
     return lz_ndim(a) == lz_ndim(b) &&
@@ -50,24 +26,24 @@ int lz_module_load(lz_module *m, int n, const char *const *names, lz_array *cons
         nn_fail(m, "load: out of memory");
         return -1;
     }
-    text t = {0};
+    lz_strbuf t = {0};
     int unexpected = 0, missing = 0, mismatched = 0, assigned = 0;
     for (int i = 0; i < n; i++) {
         match[i] = -1;
         if (!names[i] || !arrays[i]) {
-            say(&t, "entry %d: %s is NULL\n", i, names[i] ? "the array" : "the name");
+            lz_strbuf_printf(&t, "entry %d: %s is NULL\n", i, names[i] ? "the array" : "the name");
             mismatched++;
             continue;
         }
         for (int j = 0; j < l.n && match[i] < 0; j++)
             if (!strcmp(names[i], l.items[j].name)) match[i] = j;
         if (match[i] < 0) {
-            say(&t, "unexpected: %s %s (the model has no such entry)\n", names[i], nn_shape(arrays[i]));
+            lz_strbuf_printf(&t, "unexpected: %s %s (the model has no such entry)\n", names[i], nn_shape(arrays[i]));
             unexpected++;
             continue;
         }
         if (given[match[i]]) {
-            say(&t, "duplicate: %s given twice\n", names[i]);
+            lz_strbuf_printf(&t, "duplicate: %s given twice\n", names[i]);
             mismatched++;
             match[i] = -1;
             continue;
@@ -76,7 +52,7 @@ int lz_module_load(lz_module *m, int n, const char *const *names, lz_array *cons
         lz_array *cur = *l.items[match[i]].slot;
         bool fl = lz_dtype_is_float(lz_dtype_of(cur)), fa = lz_dtype_is_float(lz_dtype_of(arrays[i]));
         if (!same_shape(cur, arrays[i]) || fl != fa) {
-            say(&t, "mismatch: %s is %s in the model but %s given\n", names[i], nn_shape(cur),
+            lz_strbuf_printf(&t, "mismatch: %s is %s in the model but %s given\n", names[i], nn_shape(cur),
                 nn_shape(arrays[i]));
             mismatched++;
             match[i] = -1;
@@ -84,7 +60,7 @@ int lz_module_load(lz_module *m, int n, const char *const *names, lz_array *cons
     }
     for (int j = 0; j < l.n; j++)
         if (!given[j]) {
-            say(&t, "missing: %s %s (not given; keeps its value)\n", l.items[j].name, nn_shape(*l.items[j].slot));
+            lz_strbuf_printf(&t, "missing: %s %s (not given; keeps its value)\n", l.items[j].name, nn_shape(*l.items[j].slot));
             missing++;
         }
     int rc = 0;
@@ -111,7 +87,7 @@ int lz_module_load(lz_module *m, int n, const char *const *names, lz_array *cons
         }
         lz_pool_pop();
     }
-    if (report) *report = t.s;
+    if (report && !t.oom) *report = t.s;   /* NULL when there is nothing to report */
     else free(t.s);
     free(match);
     free(given);

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "../autograd/autograd.h"
+#include "core/strbuf.h"
 #include "nn_internal.h"
 
 typedef struct {
@@ -645,49 +646,28 @@ int lz_module_eval(lz_module *m, int n, lz_array *const *extra) {
 
 /* ---- summary ---- */
 
-typedef struct {
-    char *s;
-    size_t n, cap;
-} sbuf;
-
-static void sb_printf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_printf(sbuf *b, const char *fmt, ...) {
-    va_list ap;
-    for (;;) {
-        va_start(ap, fmt);
-        int w = vsnprintf(b->s ? b->s + b->n : NULL, b->s ? b->cap - b->n : 0, fmt, ap);
-        va_end(ap);
-        if (w < 0) return;
-        if (b->s && b->n + (size_t)w < b->cap) { b->n += (size_t)w; return; }
-        size_t cap = (b->cap ? 2 * b->cap : 1024) + (size_t)w;
-        char *s = realloc(b->s, cap);
-        if (!s) return;
-        b->s = s;
-        b->cap = cap;
-    }
-}
-
-static void summarise(const lz_module *m, int depth, sbuf *b) {
+static void summarise(const lz_module *m, int depth, lz_strbuf *b) {
     char desc[256] = "";
     if (m->kind->describe) m->kind->describe(m, desc, sizeof desc);
-    sb_printf(b, "%*s%s%s%s(%s)", 2 * depth, "", m->parent ? m->name : "", m->parent ? ": " : "",
+    lz_strbuf_printf(b, "%*s%s%s%s(%s)", 2 * depth, "", m->parent ? m->name : "", m->parent ? ": " : "",
               m->kind->name, desc);
     for (int i = 0; i < m->nentries; i++) {
         entry *e = m->entries[i];
-        sb_printf(b, " %s%s %s", e->name, e->buffer ? " (buffer)" : e->frozen ? " (frozen)" : "",
+        lz_strbuf_printf(b, " %s%s %s", e->name, e->buffer ? " (buffer)" : e->frozen ? " (frozen)" : "",
                   nn_shape(e->value));
     }
-    sb_printf(b, "\n");
+    lz_strbuf_printf(b, "\n");
     for (int i = 0; i < m->nchildren; i++) summarise(m->children[i], depth + 1, b);
 }
 
 char *lz_module_summary(lz_module *m) {
     if (!m) return NULL;
-    sbuf b = {0};
+    lz_strbuf b = {0};
     summarise(m, 0, &b);
-    sb_printf(&b, "parameters: %lld (%lld trainable)\n", (long long)count_params(m, false),
+    lz_strbuf_printf(&b, "parameters: %lld (%lld trainable)\n", (long long)count_params(m, false),
               (long long)count_params(m, true));
-    return b.s;
+    char *s = lz_strbuf_take(&b);
+    return s ? s : lz_fail("module summary: out of memory");
 }
 
 /* ---- gradients ---- */
