@@ -1,6 +1,7 @@
 /* Multi-head self-attention: projections (children, so LoRA can wrap them), heads as a
  * reshape and a transpose (views), optional rotary embedding, the fused attention op, and the
- * output projection. */
+ * output projection. With a fused qkv projection and no rotary embedding the packed op
+ * (lz_attention_qkv) takes the projection's output as it is. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -84,6 +85,16 @@ static lz_array *attn_forward(lz_module *m, lz_array *x, const lz_key *key) {
     if (s->rope && rope_tables(s, lz_dim(x, -2))) return NULL;
     lz_pool_push();
     lz_array *q, *k, *v;
+    if (s->fused && !s->rope) {
+        /* packed: heads split and merged inside the kernels, one fused backward writing the
+         * qkv gradient (no per-head copies, no padding of the q, k, v gradients) */
+        lz_array *qkv = lz_module_forward(nn_child(m, "qkv"), x, key);
+        lz_array *y = lz_attention_qkv(qkv, s->heads, 0, s->causal);
+        y = y ? lz_module_forward(nn_child(m, "out"), y, key) : NULL;
+        lz_retain(y);
+        lz_pool_pop();
+        return lz_autorelease(y);
+    }
     if (s->fused) {
         lz_array *qkv = lz_module_forward(nn_child(m, "qkv"), x, key);
         int64_t d = s->dim;

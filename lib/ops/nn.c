@@ -11,13 +11,20 @@
  *   LAYER_NORM             f[0] eps; i[0] has weight, i[1] has bias;
  *                          inputs x [, weight] [, bias], weight/bias contiguous float32 [N]
  *   RMS_NORM               f[0] eps; i[0] has weight; inputs x [, weight]
+ *                          Both with i[2] = 1: the backward (lz_norm_grad), inputs x and ct
+ *                          as [R, N] contiguous float32 [, weight]; output [R + 2, N]: dx,
+ *                          then the weight's and the bias's gradient rows.
  *   ATTENTION              f[0] scale (resolved, > 0); i[0] causal; i[1] with_lse;
  *                          inputs q, k, v already broadcast to the output's batch dims,
  *                          float32, with their last two dims in a GEMM-ready layout
  *                          (unit stride along D, row stride >= D).
  *                          with_lse: the output is [..., Tq, Dv + 1], the last column of
  *                          each row holding the row's log-sum-exp of the scaled, masked
- *                          scores (-inf where a query sees no key), for autograd. */
+ *                          scores (-inf where a query sees no key), for autograd.
+ *                          i[2] heads > 0: packed self-attention (lz_attention_qkv): one
+ *                          input qkv [..., T, 3 H D], contiguous float32, output [..., T, H D];
+ *                          with i[3] = 1 its backward (lz_attention_qkv_grad): inputs qkv and
+ *                          d out [..., T, H D] (both contiguous), output d qkv [..., T, 3 H D]. */
 #include <math.h>
 #include <string.h>
 #include "../core/internal.h"
@@ -103,6 +110,35 @@ lz_array *lz_layer_norm(lz_array *x, lz_array *weight, lz_array *bias, double ep
 lz_array *lz_rms_norm(lz_array *x, lz_array *weight, double eps) {
     if (!x) return NULL;
     return norm(LZ_P_RMS_NORM, x, weight, NULL, eps);
+}
+
+lz_array *lz_norm_grad(lz_array *x, lz_array *weight, lz_array *ct, double eps, int rms,
+                       int has_bias) {
+    if (!x || !ct) return NULL;
+    lz_prim_id p = rms ? LZ_P_RMS_NORM : LZ_P_LAYER_NORM;
+    const char *op = rms ? "rms_norm_grad" : "layer_norm_grad";
+    char sx[160], sc[160];
+    if (x->ndim == 0 || ct->ndim != x->ndim ||
+        memcmp(ct->shape, x->shape, (size_t)x->ndim * sizeof *x->shape))
+        return lz_fail("%s: cotangent %s does not match x %s (at least one dimension)", op,
+                       lz_shape_str(ct, sc, sizeof sc), lz_shape_str(x, sx, sizeof sx));
+    if (weight && check_affine(op, "weight", x, weight)) return NULL;
+    int64_t n = x->shape[x->ndim - 1], shape[2] = {n ? lz_size(x) / n : 0, n};
+    lz_params pr = {0};
+    pr.f[0] = eps;
+    pr.i[0] = weight != NULL;
+    pr.i[1] = has_bias != 0 && !rms;
+    pr.i[2] = 1;
+    lz_pool_push();
+    lz_array *in[3] = {lz_reshape(lz_contiguous(lz_astype(x, LZ_F32)), 2, shape),
+                       lz_reshape(lz_contiguous(lz_astype(ct, LZ_F32)), 2, shape),
+                       weight ? lz_contiguous(lz_astype(weight, LZ_F32)) : NULL};
+    lz_array *r = NULL;
+    shape[0] += 2;
+    if (in[0] && in[1] && (!weight || in[2]))
+        r = lz_node(p, LZ_F32, 2, shape, weight ? 3 : 2, in, &pr);
+    lz_pool_pop();
+    return lz_autorelease(r);
 }
 
 /* ---- attention ---- */
@@ -195,4 +231,79 @@ lz_array *lz_attention(lz_array *q, lz_array *k, lz_array *v, double scale, int 
  * and [..., Dv] for the log-sum-exp; both come from one kernel run. */
 lz_array *lz_attention_lse(lz_array *q, lz_array *k, lz_array *v, double scale, int causal) {
     return attention(q, k, v, scale, causal, 1);
+}
+
+/* ---- packed self-attention ---- */
+
+/* Checks qkv [..., T, 3 H D] against heads; fills *hd. 0 or -1. */
+static int qkv_check(const char *op, lz_array *qkv, int64_t heads, int64_t *hd) {
+    char sq[160];
+    lz_shape_str(qkv, sq, sizeof sq);
+    if (qkv->ndim < 2) {
+        lz_fail("%s: qkv %s needs at least 2 dimensions ([..., T, 3 H D])", op, sq);
+        return -1;
+    }
+    int64_t w = qkv->shape[qkv->ndim - 1];
+    if (heads < 1 || w % (3 * heads)) {
+        lz_fail("%s: the last dimension of qkv %s is not 3 x heads (%lld) x head size", op, sq,
+                (long long)heads);
+        return -1;
+    }
+    *hd = w / (3 * heads);
+    return 0;
+}
+
+static lz_params qkv_params(double scale, int causal, int64_t heads, int64_t hd, int backward) {
+    lz_params pr = {0};
+    if (!(scale > 0)) scale = hd > 0 ? 1.0 / sqrt((double)hd) : 1.0;
+    pr.f[0] = scale;
+    pr.i[0] = causal != 0;
+    pr.i[2] = heads;
+    pr.i[3] = backward;
+    return pr;
+}
+
+lz_array *lz_attention_qkv(lz_array *qkv, int64_t heads, double scale, int causal) {
+    if (!qkv) return NULL;
+    int64_t hd;
+    if (qkv_check("attention_qkv", qkv, heads, &hd)) return NULL;
+    if (!isfinite(scale)) return lz_fail("attention_qkv: scale must be finite, got %g", scale);
+    lz_params pr = qkv_params(scale, causal, heads, hd, 0);
+    int64_t shape[LZ_MAX_DIMS];
+    memcpy(shape, qkv->shape, (size_t)qkv->ndim * sizeof *shape);
+    shape[qkv->ndim - 1] = heads * hd;
+    lz_pool_push();
+    lz_array *in = lz_contiguous(lz_astype(qkv, LZ_F32)), *r = NULL;
+    if (in) {
+        lz_array *y = lz_autorelease(lz_node(LZ_P_ATTENTION, LZ_F32, qkv->ndim, shape, 1, &in, &pr));
+        r = lz_retain(lz_astype(y, result_dtype(qkv->dtype)));
+    }
+    lz_pool_pop();
+    return lz_autorelease(r);
+}
+
+lz_array *lz_attention_qkv_grad(lz_array *qkv, lz_array *dout, int64_t heads, double scale,
+                                int causal) {
+    if (!qkv || !dout) return NULL;
+    int64_t hd;
+    if (qkv_check("attention_qkv_grad", qkv, heads, &hd)) return NULL;
+    int nd = qkv->ndim;
+    bool ok = dout->ndim == nd && dout->shape[nd - 1] == heads * hd;
+    for (int d = 0; ok && d + 1 < nd; d++) ok = dout->shape[d] == qkv->shape[d];
+    if (!ok) {
+        char sq[160], sd[160];
+        lz_shape_str(qkv, sq, sizeof sq);
+        lz_shape_str(dout, sd, sizeof sd);
+        return lz_fail("attention_qkv_grad: d out %s does not match qkv %s", sd, sq);
+    }
+    lz_params pr = qkv_params(scale, causal, heads, hd, 1);
+    lz_pool_push();
+    lz_array *in[2] = {lz_contiguous(lz_astype(qkv, LZ_F32)), lz_contiguous(lz_astype(dout, LZ_F32))};
+    lz_array *r = NULL;
+    if (in[0] && in[1]) {
+        lz_array *g = lz_autorelease(lz_node(LZ_P_ATTENTION, LZ_F32, nd, qkv->shape, 2, in, &pr));
+        r = lz_retain(lz_astype(g, result_dtype(qkv->dtype)));
+    }
+    lz_pool_pop();
+    return lz_autorelease(r);
 }

@@ -112,12 +112,27 @@ lz_array *lz_log_softmax(lz_array *a, int axis);
 /* Normalise over the last axis; weight/bias of shape [last] or NULL. */
 lz_array *lz_layer_norm(lz_array *x, lz_array *weight, lz_array *bias, double eps);
 lz_array *lz_rms_norm(lz_array *x, lz_array *weight, double eps);
+/* The backward of lz_layer_norm (rms 0) / lz_rms_norm (rms 1) for a cotangent ct of x's
+ * shape, in one kernel: [R + 2, N] (R = size(x) / N) holding dx as R rows, then the weight's
+ * gradient row, then the bias's (zeros without weight / has_bias). For their vjp rule. */
+lz_array *lz_norm_grad(lz_array *x, lz_array *weight, lz_array *ct, double eps, int rms,
+                       int has_bias);
 /* q [..., Tq, D], k and v [..., Tk, D] (batch dims broadcast); scale <= 0 means 1/sqrt(D);
  * causal masks key j > query i + (Tk - Tq). Returns [..., Tq, D]. */
 lz_array *lz_attention(lz_array *q, lz_array *k, lz_array *v, double scale, int causal);
 /* The same with each query row's log-sum-exp of the scaled, masked scores appended as a last
  * column: [..., Tq, Dv + 1] (-inf for a row that sees no key). For the vjp of attention. */
 lz_array *lz_attention_lse(lz_array *q, lz_array *k, lz_array *v, double scale, int causal);
+/* Self-attention on packed projections, as a fused qkv linear layer makes them: qkv
+ * [..., T, 3 H D] holds q, k and v one after the other on the last axis, each with its H
+ * heads of size D side by side. Returns [..., T, H D], the heads merged back (the layout
+ * the output projection reads). Same as splitting the heads and calling lz_attention with
+ * Tq = Tk, without the copies; its backward is one fused kernel that writes d qkv. */
+lz_array *lz_attention_qkv(lz_array *qkv, int64_t heads, double scale, int causal);
+/* The gradient of lz_attention_qkv w.r.t. qkv for a cotangent dout [..., T, H D]:
+ * [..., T, 3 H D]. For its vjp rule. */
+lz_array *lz_attention_qkv_grad(lz_array *qkv, lz_array *dout, int64_t heads, double scale,
+                                int causal);
 
 /* ---- convolution and pooling (lib/ops/conv.c); layout NCH / NCHW, weights [O, C/groups, ...] ---- */
 lz_array *lz_conv1d(lz_array *x, lz_array *w, int stride, int padding, int dilation, int groups);

@@ -39,7 +39,7 @@ typedef struct {
     const float *q, *k, *v;
     float *o;
     int nb;                                /* batch dims */
-    int64_t bshape[LZ_MAX_DIMS], qs[LZ_MAX_DIMS], ks[LZ_MAX_DIMS], vs[LZ_MAX_DIMS];
+    int64_t bshape[LZ_MAX_DIMS], qs[LZ_MAX_DIMS], ks[LZ_MAX_DIMS], vs[LZ_MAX_DIMS], os[LZ_MAX_DIMS];
     int64_t tq, tk, d, dv, ldq, ldk, ldv, ldo;
     int64_t nqb;                           /* query blocks per batch entry */
     float scale;
@@ -63,13 +63,14 @@ static inline int64_t first_row(const attn *a, int64_t j, int64_t i0, int64_t bq
  * softmax bookkeeping (max, exp, sums) runs across the BQ queries: plain vertical vector
  * operations, no per-row horizontal reductions. Returns the FLOPs done. */
 static uint64_t attn_block(const attn *a, int64_t bi, int64_t qb, float *scratch) {
-    int64_t qo = 0, ko = 0, vo = 0, rem = bi;
+    int64_t qo = 0, ko = 0, vo = 0, oo = 0, rem = bi;
     for (int d = a->nb - 1; d >= 0; d--) {
         int64_t i = rem % a->bshape[d];
         rem /= a->bshape[d];
         qo += i * a->qs[d];
         ko += i * a->ks[d];
         vo += i * a->vs[d];
+        oo += i * a->os[d];
     }
     int64_t i0 = qb * BQ, bq = a->tq - i0 < BQ ? a->tq - i0 : BQ;
     int64_t kend = a->tk;
@@ -132,7 +133,7 @@ static uint64_t attn_block(const attn *a, int64_t bi, int64_t qb, float *scratch
                         (int)a->dv);
         flops += 2 * (uint64_t)(bq * bk * a->dv);
     }
-    float *out = a->o + (bi * a->tq + i0) * a->ldo;
+    float *out = a->o + oo + i0 * a->ldo;
     for (int64_t r = 0; r < bq; r++) {
         float inv = l[r] > 0 ? 1.0f / l[r] : 0.0f;
         const float *o = O + r * a->dv;
@@ -144,44 +145,17 @@ static uint64_t attn_block(const attn *a, int64_t bi, int64_t qb, float *scratch
     return flops;
 }
 
-static int attention_kernel(lz_array *out, lz_array *const *in, const lz_params *p) {
-    const lz_array *q = in[0], *k = in[1], *v = in[2];
-    attn a;
-    memset(&a, 0, sizeof a);
-    a.nb = out->ndim - 2;
-    int64_t nbatch = 1;
-    for (int d = 0; d < a.nb; d++) {
-        a.bshape[d] = out->shape[d];
-        a.qs[d] = q->strides[d];
-        a.ks[d] = k->strides[d];
-        a.vs[d] = v->strides[d];
-        nbatch *= out->shape[d];
-    }
-    a.tq = q->shape[a.nb];
-    a.d = q->shape[a.nb + 1];
-    a.tk = k->shape[a.nb];
-    a.dv = v->shape[a.nb + 1];
-    a.ldq = ld_of(a.tq, a.d, q->strides[a.nb]);
-    a.ldk = ld_of(a.tk, a.d, k->strides[a.nb]);
-    a.ldv = ld_of(a.tk, a.dv, v->strides[a.nb]);
-    a.ldo = out->shape[a.nb + 1];
-    a.q = lz_elem_ptr(q);
-    a.k = lz_elem_ptr(k);
-    a.v = lz_elem_ptr(v);
-    a.o = lz_elem_ptr(out);
-    a.scale = (float)p->f[0];
-    a.causal = (int)p->i[0];
-    a.lse = (int)p->i[1];
-    a.nqb = (a.tq + BQ - 1) / BQ;
-    uint64_t moved = 4 * (uint64_t)(lz_size(q) + lz_size(k) + lz_size(v) + lz_size(out));
-    int64_t items = nbatch * a.nqb;
+/* Runs the forward work items (batch entry, query block) of a set up `a` over threads. */
+static int run_forward(attn *a, int64_t nbatch, uint64_t moved) {
+    a->nqb = (a->tq + BQ - 1) / BQ;
+    int64_t items = nbatch * a->nqb;
     if (items == 0) { lz_stats_add(1, moved, 0); return 0; }
 
     /* threads only when there is enough work: ~tq * tk * (d + dv) multiply-adds */
-    double work = (double)nbatch * (double)a.tq * (double)a.tk * (double)(a.d + a.dv);
+    double work = (double)nbatch * (double)a->tq * (double)a->tk * (double)(a->d + a->dv);
     int threads = work >= 1e6 ? cpu_threads() : 1;
     if (threads > items) threads = (int)items;
-    int64_t per = BK * BQ + BQ * a.dv + 4 * BQ;
+    int64_t per = BK * BQ + BQ * a->dv + 4 * BQ;
     lz_buffer *scratch = lz_buffer_alloc((size_t)(threads * per) * 4);
     if (!scratch) return -1;
     /* The block products are small: OpenBLAS stays on the calling thread, also when this
@@ -192,9 +166,9 @@ static int attention_kernel(lz_array *out, lz_array *const *in, const lz_params 
     #pragma omp parallel for num_threads(threads) schedule(dynamic, 1) reduction(+:flops)
     for (int64_t t = 0; t < items; t++) {
         /* causal: the last query blocks see the most keys, so they go first */
-        int64_t bi = t % nbatch, qb = a.nqb - 1 - t / nbatch;
+        int64_t bi = t % nbatch, qb = a->nqb - 1 - t / nbatch;
         float *s = (float *)scratch->data + (int64_t)omp_get_thread_num() * per;
-        flops += attn_block(&a, bi, qb, s);
+        flops += attn_block(a, bi, qb, s);
     }
     if (blas_threads > 1) openblas_set_num_threads(blas_threads);
     lz_buffer_release(scratch);
@@ -202,4 +176,165 @@ static int attention_kernel(lz_array *out, lz_array *const *in, const lz_params 
     return 0;
 }
 
-void cpu_register_attention(void) { lz_prims[LZ_P_ATTENTION].cpu = attention_kernel; }
+static int attention_kernel(lz_array *out, lz_array *const *in, const lz_params *p) {
+    const lz_array *q = in[0], *k = in[1], *v = in[2];
+    attn a;
+    memset(&a, 0, sizeof a);
+    a.nb = out->ndim - 2;
+    int64_t nbatch = 1;
+    a.ldo = out->shape[a.nb + 1];
+    for (int d = a.nb - 1; d >= 0; d--) {
+        a.bshape[d] = out->shape[d];
+        a.qs[d] = q->strides[d];
+        a.ks[d] = k->strides[d];
+        a.vs[d] = v->strides[d];
+        a.os[d] = nbatch * out->shape[a.nb] * a.ldo;
+        nbatch *= out->shape[d];
+    }
+    a.tq = q->shape[a.nb];
+    a.d = q->shape[a.nb + 1];
+    a.tk = k->shape[a.nb];
+    a.dv = v->shape[a.nb + 1];
+    a.ldq = ld_of(a.tq, a.d, q->strides[a.nb]);
+    a.ldk = ld_of(a.tk, a.d, k->strides[a.nb]);
+    a.ldv = ld_of(a.tk, a.dv, v->strides[a.nb]);
+    a.q = lz_elem_ptr(q);
+    a.k = lz_elem_ptr(k);
+    a.v = lz_elem_ptr(v);
+    a.o = lz_elem_ptr(out);
+    a.scale = (float)p->f[0];
+    a.causal = (int)p->i[0];
+    a.lse = (int)p->i[1];
+    uint64_t moved = 4 * (uint64_t)(lz_size(q) + lz_size(k) + lz_size(v) + lz_size(out));
+    return run_forward(&a, nbatch, moved);
+}
+
+/* ---- packed self-attention: qkv [N, T, 3 H hd] (q, k, v on the last axis, heads contiguous
+ * within each), contiguous float32; the forward writes [N, T, H hd] with the heads merged,
+ * the backward writes d qkv [N, T, 3 H hd] from qkv and d out [N, T, H hd]. ---- */
+
+/* Backward of one (batch entry, head): queries in blocks of BQB rows, each block against all
+ * the keys it sees (whole rows: the softmax is exact, no log-sum-exp needed), recomputed:
+ *     S = scale Q K^T,  P = softmax(S) (masked),  dP = dO V^T,
+ *     dS = scale P (dP - rowsum(P dP)),  dQ = dS K,  dK += dS^T Q,  dV += P^T dO.
+ * rowsum(P dP) equals rowsum(O dO), so the forward output is not needed. dK and dV
+ * accumulate in the output itself (zeroed first); the item owns its head, so no races.
+ * scratch: 2 * BQB * T floats (P and dP of a block). Returns the FLOPs done. */
+#define BQB 32   /* measured 16..128 on T = 128, hd = 32: flat; 32 skips most of the causal half */
+static uint64_t qkv_grad_item(const float *qkv, const float *dout, float *dqkv, int64_t t,
+                              int64_t heads, int64_t hd, float scale, int causal, int64_t n,
+                              int64_t h, float *scratch) {
+    int64_t w = heads * hd, ld = 3 * w;
+    const float *Q = qkv + n * t * ld + h * hd, *K = Q + w, *V = Q + 2 * w;
+    const float *dO = dout + n * t * w + h * hd;
+    float *dQ = dqkv + n * t * ld + h * hd, *dK = dQ + w, *dV = dQ + 2 * w;
+    float *P = scratch, *dP = scratch + BQB * t;
+    for (int64_t r = 0; r < t; r++) {
+        memset(dK + r * ld, 0, (size_t)hd * 4);
+        memset(dV + r * ld, 0, (size_t)hd * 4);
+    }
+    uint64_t flops = 0;
+    for (int64_t i0 = 0; i0 < t; i0 += BQB) {
+        int64_t bq = t - i0 < BQB ? t - i0 : BQB, kend = causal ? i0 + bq : t;
+        /* P = softmax(scale Q K^T) over the keys each row sees; the rest is zero */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)bq, (int)kend, (int)hd, scale,
+                    Q + i0 * ld, (int)ld, K, (int)ld, 0.0f, P, (int)kend);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)bq, (int)kend, (int)hd, 1.0f,
+                    dO + i0 * w, (int)w, V, (int)ld, 0.0f, dP, (int)kend);
+        for (int64_t r = 0; r < bq; r++) {
+            float *p = P + r * kend, *dp = dP + r * kend;
+            int64_t lim = causal ? i0 + r + 1 : kend;
+            float mx = -INFINITY, sum = 0, dot = 0;
+            for (int64_t j = 0; j < lim; j++) mx = p[j] > mx ? p[j] : mx;
+            #pragma omp simd reduction(+:sum)
+            for (int64_t j = 0; j < lim; j++) {
+                float e = lz_expf(p[j] - mx);
+                p[j] = e;
+                sum += e;
+            }
+            float inv = 1.0f / sum;
+            #pragma omp simd reduction(+:dot)
+            for (int64_t j = 0; j < lim; j++) {
+                p[j] *= inv;
+                dot += p[j] * dp[j];
+            }
+            #pragma omp simd
+            for (int64_t j = 0; j < lim; j++) dp[j] = scale * p[j] * (dp[j] - dot);
+            for (int64_t j = lim; j < kend; j++) p[j] = dp[j] = 0;
+        }
+        /* dV += P^T dO, dQ = dS K, dK += dS^T Q */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)kend, (int)hd, (int)bq, 1.0f,
+                    P, (int)kend, dO + i0 * w, (int)w, 1.0f, dV, (int)ld);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)bq, (int)hd, (int)kend, 1.0f,
+                    dP, (int)kend, K, (int)ld, 0.0f, dQ + i0 * ld, (int)ld);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)kend, (int)hd, (int)bq, 1.0f,
+                    dP, (int)kend, Q + i0 * ld, (int)ld, 1.0f, dK, (int)ld);
+        flops += 10 * (uint64_t)(bq * kend * hd);
+    }
+    return flops;
+}
+
+static int qkv_grad(lz_array *out, const lz_array *qkv, const lz_array *dout, const lz_params *p) {
+    int nd = out->ndim;
+    int64_t t = out->shape[nd - 2], heads = p->i[2], hd = out->shape[nd - 1] / (3 * heads);
+    int64_t nbatch = lz_shape_size(nd - 2, out->shape), items = nbatch * heads;
+    uint64_t moved = 4 * (uint64_t)(lz_size(qkv) + lz_size(dout) + lz_size(out));
+    if (items == 0 || t == 0 || hd == 0) { lz_stats_add(1, moved, 0); return 0; }
+    const float *pq = lz_elem_ptr(qkv), *pd = lz_elem_ptr(dout);
+    float *po = lz_elem_ptr(out);
+    double work = (double)items * (double)t * (double)t * (double)hd;
+    int threads = work >= 1e6 ? cpu_threads() : 1;
+    if (threads > items) threads = (int)items;
+    int64_t per = 2 * BQB * t;
+    lz_buffer *scratch = lz_buffer_alloc((size_t)(threads * per) * 4);
+    if (!scratch) return -1;
+    int blas_threads = openblas_get_num_threads();
+    if (blas_threads > 1) openblas_set_num_threads(1);
+    uint64_t flops = 0;
+    float scale = (float)p->f[0];
+    int causal = (int)p->i[0];
+    #pragma omp parallel for num_threads(threads) schedule(dynamic, 1) reduction(+:flops) if (threads > 1)
+    for (int64_t it = 0; it < items; it++) {
+        float *s = (float *)scratch->data + (int64_t)omp_get_thread_num() * per;
+        flops += qkv_grad_item(pq, pd, po, t, heads, hd, scale, causal, it / heads, it % heads, s);
+    }
+    if (blas_threads > 1) openblas_set_num_threads(blas_threads);
+    lz_buffer_release(scratch);
+    lz_stats_add(1, moved, flops);
+    return 0;
+}
+
+static int attention_qkv_kernel(lz_array *out, lz_array *const *in, const lz_params *p) {
+    if (p->i[3]) return qkv_grad(out, in[0], in[1], p);
+    const lz_array *qkv = in[0];
+    int nd = out->ndim;
+    int64_t heads = p->i[2], w = out->shape[nd - 1], hd = w / heads, t = out->shape[nd - 2];
+    attn a;
+    memset(&a, 0, sizeof a);
+    a.nb = 2;   /* (batch entry, head) */
+    a.bshape[0] = lz_shape_size(nd - 2, out->shape);
+    a.bshape[1] = heads;
+    a.qs[0] = a.ks[0] = a.vs[0] = t * 3 * w;
+    a.qs[1] = a.ks[1] = a.vs[1] = hd;
+    a.os[0] = t * w;
+    a.os[1] = hd;
+    a.tq = a.tk = t;
+    a.d = a.dv = hd;
+    a.ldq = a.ldk = a.ldv = 3 * w;
+    a.ldo = w;
+    a.q = lz_elem_ptr(qkv);
+    a.k = a.q + w;
+    a.v = a.q + 2 * w;
+    a.o = lz_elem_ptr(out);
+    a.scale = (float)p->f[0];
+    a.causal = (int)p->i[0];
+    uint64_t moved = 4 * (uint64_t)(lz_size(qkv) + lz_size(out));
+    if (hd == 0) { lz_stats_add(1, moved, 0); return 0; }
+    return run_forward(&a, a.bshape[0] * heads, moved);
+}
+
+static int attention_dispatch(lz_array *out, lz_array *const *in, const lz_params *p) {
+    return p->i[2] ? attention_qkv_kernel(out, in, p) : attention_kernel(out, in, p);
+}
+
+void cpu_register_attention(void) { lz_prims[LZ_P_ATTENTION].cpu = attention_dispatch; }

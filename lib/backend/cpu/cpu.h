@@ -65,6 +65,9 @@ void cpu_store(void *dst, lz_dtype t, int rep, const void *src, int64_t n);
 /* Reduction of a fused group (reduce.c). */
 int cpu_reduce(const lz_fused *g);
 
+/* The backward node of LAYER_NORM / RMS_NORM (params.i[2] = 1; norm_grad.c). */
+int cpu_norm_grad(lz_array *out, lz_array *const *in, const lz_params *p);
+
 /* Threads for our loops (OpenMP); OpenBLAS gets the same count. */
 int cpu_threads(void);
 
