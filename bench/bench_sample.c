@@ -5,10 +5,17 @@
  * 256 tokens after a 6-token prompt (the window restarts once past 128 tokens). Also the
  * peak array memory of one training step's gradients with and without checkpointed blocks
  * (batch 32 x 128 tokens).
+ * The achieved rate of the cached generation is the FLOPs its kernels report (lz_stats: the
+ * matmuls and attention; the re-feeding of half a window after each restart included) over
+ * its time, set against the best 1024^3 cblas_sgemm measured here on the same threads.
  *   BENCH gpt_sample_kv_cache <x> tokens/s
+ *   BENCH gpt_sample_kv_cache_GFLOPs <x> GFLOP/s
+ *   BENCH sgemm_peak_GFLOPs <x> GFLOP/s
+ *   BENCH gpt_sample_kv_cache_of_peak <x> %
  *   BENCH gpt_sample_recompute <x> tokens/s
  *   BENCH gpt_step_peak_plain <x> MiB
  *   BENCH gpt_step_peak_checkpointed <x> MiB */
+#include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,6 +71,25 @@ static double step_peak(const char *ckpt) {
     return mib;
 }
 
+/* Best 1024^3 cblas_sgemm rate in GFLOP/s (the first run is thread start-up). */
+static double sgemm_peak(void) {
+    int n = 1024;
+    float *a = malloc((size_t)n * n * sizeof *a), *b = malloc((size_t)n * n * sizeof *b),
+          *c = malloc((size_t)n * n * sizeof *c);
+    for (int64_t i = 0; i < (int64_t)n * n; i++) a[i] = b[i] = (float)((i * 7919) % 1000) / 1000.0f - 0.5f;
+    double best = 1e30;
+    for (int r = 0; r < 8; r++) {
+        double t0 = now();
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
+        double t = now() - t0;
+        if (r > 0 && t < best) best = t;
+    }
+    free(a);
+    free(b);
+    free(c);
+    return 2.0 * n * n * n / best * 1e-9;
+}
+
 int main(int argc, char **argv) {
     (void)argc;
     /* spinning OpenMP waits stall on a shared 2-core machine (see bench_train.c) */
@@ -77,12 +103,20 @@ int main(int argc, char **argv) {
     for (int k = 0; k < 2; k++) {
         int n = k ? 64 : 256;   /* recomputation is slow: fewer tokens */
         lz_model_generate(m, prompt, 6, 16, 0.8, 40, 1, k == 0, out);   /* warm-up */
+        uint64_t f0 = lz_stats().flops;
         double t0 = now();
         if (lz_model_generate(m, prompt, 6, n, 0.8, 40, 1, k == 0, out)) {
             fprintf(stderr, "bench_sample: %s\n", lz_error());
             return 1;
         }
-        printf("BENCH %s %.1f tokens/s\n", names[k], n / (now() - t0));
+        double t = now() - t0, gf = (double)(lz_stats().flops - f0) / t * 1e-9;
+        printf("BENCH %s %.1f tokens/s\n", names[k], n / t);
+        if (k == 0) {
+            double peak = sgemm_peak();
+            printf("BENCH gpt_sample_kv_cache_GFLOPs %.2f GFLOP/s\n", gf);
+            printf("BENCH sgemm_peak_GFLOPs %.1f GFLOP/s\n", peak);
+            printf("BENCH gpt_sample_kv_cache_of_peak %.1f %%\n", 100.0 * gf / peak);
+        }
         fflush(stdout);
     }
     lz_module_free(m);
