@@ -70,8 +70,10 @@ $(BIN)/lz-data: $(LIB) $(DATA_TOOL_OBJ)
 	@mkdir -p $(BIN)
 	$(CC) $(CFLAGS) -o $@ $(DATA_TOOL_OBJ) $(LIB) $(LDLIBS)
 
-data/mnist.h5 data/fashion-mnist.h5 data/shakespeare.h5: | bin/lz-data
+data/mnist.h5 data/fashion-mnist.h5 data/shakespeare.h5 data/brown.h5: | bin/lz-data
 	datasets/$(basename $(notdir $@)).sh $@
+# Brown is written in the Shakespeare vocabulary (for configs/lora_shakespeare.yaml)
+data/brown.h5: | data/shakespeare.h5
 
 $(B)/tests/%: tests/%.c $(wildcard tests/*.h) $(LIB)
 	@mkdir -p $(dir $@)

@@ -11,10 +11,13 @@ static const char *usage =
     "usage:\n"
     "  lz-data idx OUT.h5 --split NAME IMAGES_IDX LABELS_IDX|- [--split ...] [--classes A,B,...]\n"
     "  lz-data images OUT.h5 DIR [--split NAME] [--channels 0|1|3]\n"
-    "  lz-data text OUT.h5 FILE [--val-fraction F]\n"
+    "  lz-data text OUT.h5 FILE [--val-fraction F] [--vocab-from FILE.h5] [--map FROM=TO ...]\n"
     "  lz-data info FILE.h5 [--head K] [--check]\n"
     "options of the converters: --name NAME --source TEXT --gzip LEVEL (0..9, default 0)\n"
-    "IDX files must be uncompressed; DIR holds CLASS/*.png or train|val|test/CLASS/*.png.\n";
+    "IDX files must be uncompressed; DIR holds CLASS/*.png or train|val|test/CLASS/*.png.\n"
+    "text: --vocab-from takes the vocabulary of a dataset or checkpoint (characters outside it\n"
+    "are mapped to a near one or dropped); --map FROM=TO turns each character of FROM into TO\n"
+    "(one character; empty: dropped) before that.\n";
 
 static int bad_usage(const char *fmt, const char *arg) {
     fprintf(stderr, "lz-data: ");
@@ -145,6 +148,61 @@ static int cmd_info(int argc, char **argv) {
     return ret;
 }
 
+/* 1234567 as "1,234,567" (into one of 4 rotating buffers). */
+static const char *commas(int64_t v) {
+    static char bufs[4][32];
+    static int k;
+    char tmp[32], *b = bufs[k++ & 3];
+    int n = snprintf(tmp, sizeof tmp, "%lld", (long long)(v < 0 ? -v : v)), o = 0;
+    if (v < 0) b[o++] = '-';
+    for (int i = 0; i < n; i++) {
+        if (i && (n - i) % 3 == 0) b[o++] = ',';
+        b[o++] = tmp[i];
+    }
+    b[o] = 0;
+    return b;
+}
+
+/* A character for a message: 'x', '\n', U+00A0 (into one of 4 rotating buffers). */
+static const char *show(int32_t c) {
+    static char bufs[4][16];
+    static int k;
+    char *b = bufs[k++ & 3];
+    if (c == '\n') snprintf(b, 16, "'\\n'");
+    else if (c == '\t') snprintf(b, 16, "'\\t'");
+    else if (c == '\r') snprintf(b, 16, "'\\r'");
+    else if (c < 0x20 || c == 0x7F || c > 0x7E) snprintf(b, 16, "U+%04X", (unsigned)c);
+    else snprintf(b, 16, "'%c'", (char)c);
+    return b;
+}
+
+/* What the text conversion did to the characters: counts, and the most frequent cases. */
+static void print_text_stats(const lz_text_stats *st, const char *vocab_from, int vocab_size) {
+    if (vocab_from)
+        printf("vocabulary: the %d characters of %s\n", vocab_size, vocab_from);
+    printf("characters: %s read, %s written", commas(st->chars), commas(st->tokens));
+    printf("; %s mapped, %s dropped (%.2f%%)\n", commas(st->mapped), commas(st->dropped),
+           st->chars ? 100.0 * (double)st->dropped / (double)st->chars : 0.0);
+    for (int pass = 0; pass < 2; pass++) {
+        int shown = 0;
+        for (int i = 0; i < st->n; i++) {
+            const lz_text_map_entry *e = &st->entries[i];
+            if ((e->to < 0) != pass) continue;
+            if (!shown) printf("  %s:", pass ? "dropped" : "mapped");
+            if (shown == 24) { printf(" ..."); shown++; continue; }
+            if (shown > 24) continue;
+            if (pass) printf("%s %s %s", shown ? "," : "", show(e->from), commas(e->count));
+            else printf("%s %s->%s %s", shown ? "," : "", show(e->from), show(e->to), commas(e->count));
+            shown++;
+        }
+        if (shown) printf("\n");
+    }
+    if (st->others) printf("  and %s more of other characters\n", commas(st->others));
+    if (st->spaces_removed)
+        printf("  spaces left out (doubled by a dropped or mapped character): %s\n",
+               commas(st->spaces_removed));
+}
+
 int main(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
         fputs(usage, argc < 2 ? stderr : stdout);
@@ -159,6 +217,10 @@ int main(int argc, char **argv) {
     enum { MAXS = 8, MAXC = 4096 };
     const char *sname[MAXS], *simg[MAXS], *slab[MAXS];
     char *classes[MAXC];
+    const char *maps[64];
+    const char *vocab_from = NULL;
+    char **vocab = NULL;
+    lz_text_stats st;
     int nsplit = 0;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
@@ -188,6 +250,15 @@ int main(int argc, char **argv) {
             o.val_fraction = strtod(argv[++i], &end);
             if (*end || end == argv[i] || !(o.val_fraction >= 0 && o.val_fraction < 1))
                 return bad_usage("--val-fraction takes a number in [0, 1), not '%s'", argv[i]);
+        } else if (is_text && !strcmp(a, "--vocab-from") && more) vocab_from = argv[++i];
+        else if (is_text && !strcmp(a, "--map") && more) {
+            if (o.nmaps == 64) return bad_usage("%s", "more than 64 --map rules");
+            const char *eq = strrchr(argv[i + 1], '=');
+            if (!eq || eq == argv[i + 1])
+                return bad_usage("--map takes FROM=TO (the characters FROM become the character "
+                                 "TO, or are dropped when TO is empty), not '%s'", argv[i + 1]);
+            maps[o.nmaps++] = argv[++i];
+            o.maps = maps;
         } else if (a[0] == '-' && a[1]) return bad_usage("unknown or incomplete option '%s'", a);
         else if (!out) out = a;
         else if (!in && !is_idx) in = a;
@@ -200,8 +271,16 @@ int main(int argc, char **argv) {
         r = lz_convert_idx(out, nsplit, sname, simg, slab, &o);
     } else {
         if (!in) return bad_usage("%s needs an input", cmd);
+        if (vocab_from) {
+            o.vocab_size = lz_text_vocab_read(vocab_from, &vocab);
+            if (o.vocab_size < 0) return failed();
+            o.vocab = (const char *const *)vocab;
+        }
+        o.stats = &st;
         r = is_images ? lz_convert_images(out, in, &o) : lz_convert_text(out, in, &o);
     }
+    if (!r && is_text) print_text_stats(&st, vocab_from, o.vocab_size);
+    free(vocab);
     if (r) return failed();
     printf("wrote %s\n", out);
     return 0;

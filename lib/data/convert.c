@@ -10,6 +10,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 #include "data/data.h"
+#include "data/h5.h"
 
 #define BLOCK_ROWS 1024
 
@@ -448,6 +449,224 @@ static int utf8_encode(int32_t cp, char *s) {
 
 #define NCP 0x110000
 
+/* ---- mapping characters into a vocabulary ---- */
+
+/* Near characters, tried in order, for a character outside a given vocabulary. */
+static const struct { int32_t from; const char *to; } near[] = {
+    {'"', "'"}, {'`', "'"}, {0xB4, "'"}, {0x2018, "'"}, {0x2019, "'"}, {0x201A, "'"},
+    {0x201B, "'"}, {0x2032, "'"}, {0x201C, "\"'"}, {0x201D, "\"'"}, {0x201E, "\"'"},
+    {0x201F, "\"'"}, {0x2033, "\"'"}, {0xAB, "\"'"}, {0xBB, "\"'"},
+    {'(', "[{"}, {')', "]}"}, {'[', "({"}, {']', ")}"}, {'{', "(["}, {'}', ")]"},
+    {'<', "(["}, {'>', ")]"},
+    {0x2010, "- "}, {0x2011, "- "}, {0x2012, "- "}, {0x2013, "- "}, {0x2014, "- "},
+    {0x2015, "- "}, {0x2212, "- "}, {'-', " "}, {'_', "- "}, {0x2026, "."}, {';', ","}, {':', ","}, {'!', "."}, {'?', "."},
+    {'\t', " "}, {0xA0, " "}, {0x202F, " "}, {0x3000, " "},
+};
+
+/* U+00C0..U+00FF without their accents ('\0': none). */
+static const char latin1[] = "AAAAAA\0CEEEEIIIIDNOOOOO\0OUUUUY\0\0aaaaaa\0ceeeeiiiidnooooo\0ouuuuy\0y";
+
+static int32_t decode1(const char *s, int *len);   /* below */
+
+/* The code point c becomes, in the vocabulary `in` (in[cp] >= 0 when cp is in it): itself, a
+ * near character, or -1 (dropped). */
+static int32_t nearest(int32_t c, const int32_t *in) {
+    if (in[c] >= 0) return c;
+    for (size_t i = 0; i < sizeof near / sizeof *near; i++)
+        if (near[i].from == c)
+            for (const char *t = near[i].to; *t; t++)
+                if (in[(unsigned char)*t] >= 0) return (unsigned char)*t;
+    if (c >= 0x2000 && c <= 0x200A) return in[' '] >= 0 ? ' ' : -1;   /* typographic spaces */
+    if (c >= 0xC0 && c <= 0xFF && latin1[c - 0xC0]) c = (unsigned char)latin1[c - 0xC0];
+    if (in[c] >= 0) return c;
+    if (c >= 'a' && c <= 'z' && in[c - 32] >= 0) return c - 32;
+    if (c >= 'A' && c <= 'Z' && in[c + 32] >= 0) return c + 32;
+    return -1;
+}
+
+static void stats_count(lz_text_stats *st, int32_t from, int32_t to) {
+    for (int i = 0; i < st->n; i++)
+        if (st->entries[i].from == from) {
+            st->entries[i].count++;
+            /* keep the entries sorted by count: bubble this one up */
+            for (; i > 0 && st->entries[i].count > st->entries[i - 1].count; i--) {
+                lz_text_map_entry t = st->entries[i];
+                st->entries[i] = st->entries[i - 1];
+                st->entries[i - 1] = t;
+            }
+            return;
+        }
+    if (st->n < (int)(sizeof st->entries / sizeof *st->entries)) {
+        st->entries[st->n].from = from;
+        st->entries[st->n].to = to;
+        st->entries[st->n++].count = 1;
+    } else st->others++;
+}
+
+/* The stream of output characters: the file's characters through dest (code point -> output
+ * code point, -1 dropped), with the spaces around dropped characters, and those made by the
+ * mapping, tidied (see data.h). */
+typedef struct {
+    reader *r;
+    const int32_t *dest;
+    lz_text_stats *st;     /* counts (NULL: not counted) */
+    int32_t last;          /* the last character given out ('\n' at the start) */
+    int32_t queued;        /* given out next (-1: none) */
+    int held;              /* a space read but not given out yet */
+    int dropped;           /* a character was dropped since the last one given out / held */
+} text_stream;
+
+static int is_closer(int32_t c) {
+    return c == ',' || c == '.' || c == ';' || c == ':' || c == '!' || c == '?' || c == '\n';
+}
+
+/* The next output character, -1 at the end, -2 on an error. */
+static int32_t stream_next(text_stream *s) {
+    int32_t c;
+    if (s->queued >= 0) {
+        c = s->queued;
+        s->queued = -1;
+        return s->last = c;
+    }
+    for (;;) {
+        int32_t cp = next_char(s->r);
+        if (cp == -2) return -2;
+        if (cp == -1) {
+            if (!s->held) return -1;
+            s->held = 0;
+            if (s->dropped) { if (s->st) s->st->spaces_removed++; return -1; }
+            return s->last = ' ';
+        }
+        if (s->st) s->st->chars++;
+        c = s->dest[cp];
+        if (c != cp && s->st) {
+            if (c < 0) s->st->dropped++;
+            else s->st->mapped++;
+            stats_count(s->st, cp, c);
+        }
+        if (c < 0) { s->dropped = 1; continue; }
+        if (c == ' ') {
+            /* a space that would double: after a dropped character, or one that a mapping made
+             * (a dash between words) next to another */
+            if ((s->dropped || cp != ' ') && (s->held || s->last == '\n' || (cp != ' ' && s->last == ' '))) {
+                if (s->st) s->st->spaces_removed++;
+                s->dropped = 1;   /* a space of the text after it merges too */
+                continue;
+            }
+            if (s->held) return s->last = ' ';   /* two spaces in the text: give one, hold one */
+            s->held = 1;
+            s->dropped = 0;
+            continue;
+        }
+        int dropped = s->dropped;
+        s->dropped = 0;
+        if (s->held) {
+            s->held = 0;
+            if (dropped && is_closer(c)) { if (s->st) s->st->spaces_removed++; }
+            else { s->queued = c; return s->last = ' '; }
+        }
+        return s->last = c;
+    }
+}
+
+static int32_t decode1(const char *s, int *len) {
+    const unsigned char *u = (const unsigned char *)s;
+    int n = u[0] < 0x80 ? 1 : u[0] >= 0xF0 ? 4 : u[0] >= 0xE0 ? 3 : u[0] >= 0xC0 ? 2 : 0;
+    int32_t cp = n == 1 ? u[0] : n == 2 ? u[0] & 0x1F : n == 3 ? u[0] & 0x0F : u[0] & 0x07;
+    for (int k = 1; k < n; k++) {
+        if ((u[k] & 0xC0) != 0x80) return -1;
+        cp = cp << 6 | (u[k] & 0x3F);
+    }
+    *len = n;
+    return n && cp < NCP ? cp : -1;
+}
+
+/* One code point of a "FROM=TO" rule's TO, -1 for none; -2 when it is not one character. */
+static int32_t rule_target(const char *to) {
+    if (!*to) return -1;
+    int len;
+    int32_t cp = decode1(to, &len);
+    return cp < 0 || to[len] ? -2 : cp;
+}
+
+/* dest[cp] for every code point: the rules, then (with a vocabulary) the near characters. */
+static int make_dest(int32_t *dest, int32_t *in, const lz_convert_options *o, const char *path) {
+    for (int32_t c = 0; c < NCP; c++) dest[c] = c;
+    for (int i = 0; i < o->nmaps; i++) {
+        const char *rule = o->maps[i], *eq = strrchr(rule, '=');
+        int32_t to = eq ? rule_target(eq + 1) : -2;
+        if (!eq || eq == rule || to == -2) {
+            lz_fail("%s: bad character rule '%s' (expected FROM=TO: the characters FROM become "
+                    "the one character TO, or are dropped when TO is empty)", path, rule);
+            return -1;
+        }
+        if (to >= 0 && o->vocab && in[to] < 0) {
+            lz_fail("%s: the rule '%s' maps to a character that is not in the vocabulary", path, rule);
+            return -1;
+        }
+        for (const char *p = rule; p < eq;) {
+            int len;
+            int32_t from = decode1(p, &len);
+            if (from < 0) { lz_fail("%s: the rule '%s' is not valid UTF-8", path, rule); return -1; }
+            dest[from] = to;
+            p += len;
+        }
+    }
+    if (o->vocab)
+        for (int32_t c = 0; c < NCP; c++)
+            if (dest[c] >= 0) dest[c] = nearest(dest[c], in);
+    return 0;
+}
+
+int lz_text_vocab_read(const char *path, char ***vocab) {
+    h5_quiet();
+    *vocab = NULL;
+    hid_t f = h5_open_read(path);
+    if (f < 0) return -1;
+    int n = -1;
+    htri_t ex = H5Aexists(f, "vocab");
+    hid_t attr = ex > 0 ? H5Aopen(f, "vocab", H5P_DEFAULT) : H5I_INVALID_HID;
+    hid_t type = attr >= 0 ? H5Aget_type(attr) : H5I_INVALID_HID;
+    if (ex <= 0) {
+        lz_fail("%s: no vocabulary (no 'vocab' attribute: neither a text dataset nor a language "
+                "model's checkpoint)", path);
+    } else if (type >= 0 && H5Tget_class(type) == H5T_STRING) {
+        n = h5_read_strings(path, f, "vocab", vocab);
+    } else if (type >= 0 && H5Tget_class(type) == H5T_INTEGER && H5Tget_size(type) == 1) {
+        /* a checkpoint: the token texts, each followed by a NUL */
+        hid_t space = H5Aget_space(attr);
+        hssize_t nb = H5Sget_simple_extent_npoints(space);
+        H5Sclose(space);
+        char *bytes = nb > 0 ? malloc((size_t)nb + 1) : NULL;
+        if (!bytes || H5Aread(attr, H5T_NATIVE_UCHAR, bytes) < 0) {
+            lz_fail("%s: cannot read the vocabulary", path);
+        } else {
+            bytes[nb] = 0;
+            int k = 0;
+            for (hssize_t i = 0; i < nb; i++) k += !bytes[i];
+            char **v = malloc((size_t)k * sizeof *v + (size_t)nb + 1);
+            if (!v) lz_fail("%s: out of memory", path);
+            else {
+                char *p = memcpy((char *)(v + k), bytes, (size_t)nb + 1);
+                for (int i = 0; i < k; i++) { v[i] = p; p += strlen(p) + 1; }
+                *vocab = v;
+                n = k;
+            }
+        }
+        free(bytes);
+    } else {
+        char tn[32];
+        lz_fail("%s: attribute 'vocab' has type %s, expected strings or bytes", path,
+                type >= 0 ? h5_type_name(type, tn, sizeof tn) : "?");
+    }
+    if (n == 0) { lz_fail("%s: the vocabulary is empty", path); n = -1; }
+    if (n < 0) { free(*vocab); *vocab = NULL; }
+    if (type >= 0) H5Tclose(type);
+    if (attr >= 0) H5Aclose(attr);
+    H5Fclose(f);
+    return n;
+}
+
 int lz_convert_text(const char *out, const char *text_file, const lz_convert_options *o) {
     if (!o) o = &defaults;
     if (!(o->val_fraction >= 0 && o->val_fraction < 1)) {
@@ -455,34 +674,68 @@ int lz_convert_text(const char *out, const char *text_file, const lz_convert_opt
         return -1;
     }
     reader *r = calloc(1, sizeof *r);
-    int32_t *id = malloc(NCP * sizeof(int32_t));   /* code point -> token id, -1: unseen */
+    int32_t *id = malloc(NCP * sizeof(int32_t));     /* output code point -> token id, -1: none */
+    int32_t *dest = malloc(NCP * sizeof(int32_t));   /* code point -> output code point, -1 */
     char *names = NULL;
     const char **vocab = NULL;
     void *buf = NULL;
     lz_data_writer *w = NULL;
-    int ret = -1;
-    if (!r || !id) { lz_fail("%s: out of memory", text_file); goto done; }
+    int ret = -1, V = 0;
+    if (!r || !id || !dest) { lz_fail("%s: out of memory", text_file); goto done; }
+    for (int32_t c = 0; c < NCP; c++) id[c] = -1;
+    if (o->vocab) {   /* the given vocabulary: one character per entry, no repeats */
+        if (o->vocab_size < 1) { lz_fail("%s: the given vocabulary is empty", text_file); goto done; }
+        for (int i = 0; i < o->vocab_size; i++) {
+            int len;
+            int32_t cp = o->vocab[i][0] ? decode1(o->vocab[i], &len) : -1;
+            if (cp < 0 || o->vocab[i][len]) {
+                lz_fail("%s: entry %d ('%s') of the given vocabulary is not one character (a "
+                        "character-level vocabulary is needed)", text_file, i, o->vocab[i]);
+                goto done;
+            }
+            if (id[cp] >= 0) {
+                lz_fail("%s: the given vocabulary has '%s' twice (entries %d and %d)", text_file,
+                        o->vocab[i], id[cp], i);
+                goto done;
+            }
+            id[cp] = i;
+        }
+        V = o->vocab_size;
+    }
+    if (make_dest(dest, id, o, text_file)) goto done;
     r->path = text_file;
     if (!(r->f = fopen(text_file, "rb"))) { lz_fail("%s: cannot open: %s", text_file, strerror(errno)); goto done; }
-    /* pass 1: the vocabulary and the length */
-    for (int32_t c = 0; c < NCP; c++) id[c] = -1;
+    lz_text_stats st0;
+    memset(&st0, 0, sizeof st0);
+    text_stream s = {r, dest, &st0, '\n', -1, 0, 0};
+    /* pass 1: the vocabulary (unless given) and the length */
     int64_t T = 0;
     int32_t cp;
-    while ((cp = next_char(r)) >= 0) { id[cp] = 0; T++; }
+    while ((cp = stream_next(&s)) >= 0) {
+        if (!o->vocab) id[cp] = 0;
+        T++;
+    }
     if (cp == -2) goto done;
-    if (!T) { lz_fail("%s: empty text file (no characters)", text_file); goto done; }
-    int V = 0;
-    for (int32_t c = 0; c < NCP; c++) if (id[c] >= 0) id[c] = V++;
-    if (!(names = malloc((size_t)V * 5)) || !(vocab = malloc((size_t)V * sizeof *vocab))) {
-        lz_fail("%s: out of memory", text_file);
+    if (!T) {
+        lz_fail("%s: %s", text_file, st0.chars ? "no character is left after the mapping"
+                                               : "empty text file (no characters)");
         goto done;
     }
-    for (int32_t c = 0; c < NCP; c++)
-        if (id[c] >= 0) {
-            char *s = names + 5 * id[c];
-            s[utf8_encode(c, s)] = 0;
-            vocab[id[c]] = s;
-        }
+    st0.tokens = T;
+    if (o->stats) *o->stats = st0;
+    if (!o->vocab)
+        for (int32_t c = 0; c < NCP; c++) if (id[c] >= 0) id[c] = V++;
+    if (o->vocab) vocab = malloc((size_t)V * sizeof *vocab);
+    else if ((names = malloc((size_t)V * 5))) vocab = malloc((size_t)V * sizeof *vocab);
+    if (!vocab) { lz_fail("%s: out of memory", text_file); goto done; }
+    if (o->vocab) memcpy(vocab, o->vocab, (size_t)V * sizeof *vocab);
+    else
+        for (int32_t c = 0; c < NCP; c++)
+            if (id[c] >= 0) {
+                char *p = names + 5 * id[c];
+                p[utf8_encode(c, p)] = 0;
+                vocab[id[c]] = p;
+            }
     int64_t ntrain = (int64_t)((double)T * (1 - o->val_fraction)), nval = T - ntrain;
     if (!ntrain) { lz_fail("%s: too short for a train split (%lld characters)", text_file, (long long)T); goto done; }
     lz_store_type t = V <= 65536 ? LZ_STORE_U16 : LZ_STORE_I32;
@@ -494,11 +747,12 @@ int lz_convert_text(const char *out, const char *text_file, const lz_convert_opt
     rewind(r->f);
     r->n = r->i = 0;
     r->off = 0;
+    s = (text_stream){r, dest, NULL, '\n', -1, 0, 0};
     enum { CHUNK = 1 << 16 };
     if (!(buf = malloc(CHUNK * 4))) { lz_fail("%s: out of memory", text_file); goto done; }
     int64_t pos = 0, k = 0;
     while (pos < T) {
-        if ((cp = next_char(r)) < 0 || id[cp] < 0) {
+        if ((cp = stream_next(&s)) < 0 || id[cp] < 0) {
             if (cp != -2) lz_fail("%s: the file changed while it was read", text_file);
             goto done;
         }
@@ -513,13 +767,13 @@ int lz_convert_text(const char *out, const char *text_file, const lz_convert_opt
             k = 0;
         }
     }
-    if (next_char(r) != -1) { lz_fail("%s: the file changed while it was read", text_file); goto done; }
+    if (stream_next(&s) != -1) { lz_fail("%s: the file changed while it was read", text_file); goto done; }
     if (lz_data_writer_attr_strings(w, "vocab", V, vocab) || common_attrs(w, o)) goto done;
     ret = lz_data_writer_close(w, 1);
     w = NULL;
 done:
     if (w) lz_data_writer_close(w, 0);
     if (r && r->f) fclose(r->f);
-    free(r); free(id); free(names); free(vocab); free(buf);
+    free(r); free(id); free(dest); free(names); free(vocab); free(buf);
     return ret;
 }

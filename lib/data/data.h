@@ -156,7 +156,28 @@ typedef struct {
     const char *split;            /* a folder of class folders only: its split (train) */
     /* text */
     double val_fraction;          /* share of the tokens, at the end, that go to /val */
+    /* A given character vocabulary (e.g. a checkpoint's, to fine-tune it on new text), in its
+     * order; NULL: the text's own characters. With one, every character outside it is mapped
+     * to a near character that is in it, or dropped (see lz_convert_text). */
+    const char *const *vocab;
+    int vocab_size;
+    /* Rules "FROM=TO" applied to each character first: every character of FROM becomes TO
+     * (one character, or none: dropped), e.g. "0123456789=" drops digits. */
+    const char *const *maps;
+    int nmaps;
+    struct lz_text_stats *stats;  /* when not NULL: what the mapping did */
 } lz_convert_options;
+
+/* What lz_convert_text did to the characters of the text. */
+typedef struct { int32_t from, to; int64_t count; } lz_text_map_entry;   /* to: -1 dropped */
+typedef struct lz_text_stats {
+    int64_t chars, tokens;        /* characters read; tokens written */
+    int64_t mapped, dropped;      /* characters replaced by another; characters left out */
+    int64_t spaces_removed;       /* spaces a dropped character would have left doubled */
+    int n;                        /* entries below, most frequent first */
+    lz_text_map_entry entries[64];
+    int64_t others;               /* mapped or dropped characters beyond the 64 entries */
+} lz_text_stats;
 
 /* IDX files (uncompressed) to a dataset: /splits[k]/images from images_idx[k] and
  * /splits[k]/labels from labels_idx[k] (NULL: none). mean/std are those of split 0. Classes
@@ -171,7 +192,20 @@ int lz_convert_idx(const char *out, int nsplits, const char *const *splits,
 int lz_convert_images(const char *out, const char *dir, const lz_convert_options *o);
 /* A UTF-8 text file to a character-level dataset: the vocabulary is the distinct characters
  * sorted by code point; the first (1 - val_fraction) of the tokens go to /train, the rest to
- * /val (none when val_fraction is 0). Tokens are uint16 when the vocabulary allows. */
+ * /val (none when val_fraction is 0). Tokens are uint16 when the vocabulary allows.
+ * o->maps rewrite characters first. With o->vocab, the dataset's vocabulary is exactly that
+ * one (each entry one character), and a character outside it becomes the first of its near
+ * characters that is in it: quotes ` " and typographic quotes -> ' (or "), brackets -> another
+ * kind of bracket, dashes -> '-' (or ' '), '...' -> '.', ';' ':' -> ',', '!' '?' -> '.', tabs and
+ * other spaces -> ' ', accented Latin letters -> the plain letter, a letter -> its other case;
+ * otherwise it is dropped. A dropped character leaves no doubled space behind: a space after
+ * it is left out when the previous one was a space or a newline, and a space before it when
+ * punctuation (, . ; : ! ?) or a newline follows; a space made by the mapping is left out next
+ * to another space. */
 int lz_convert_text(const char *out, const char *text_file, const lz_convert_options *o);
+/* The vocabulary stored in path: the "vocab" attribute of a text dataset (a list of strings)
+ * or of a checkpoint written by train (bytes: each token's text followed by a NUL). *vocab is
+ * one malloc'd block (free(*vocab) frees all). Returns the count, or -1 + error. */
+int lz_text_vocab_read(const char *path, char ***vocab);
 
 #endif
