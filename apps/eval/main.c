@@ -30,6 +30,7 @@ enum { EXIT_RUNTIME = 1, EXIT_USAGE = 2 };
 
 static struct {
     const char *ckpt_path, *data, *split, *out, *config, *image;
+    const char *base;      /* a LoRA adapter checkpoint: its base (--base, or as stored) */
     int64_t batch_size;
     bool json;
     /* text */
@@ -40,7 +41,7 @@ static struct {
     bool no_cache, text;
     int vocab_size;
     const char **vocab;
-    lz_ckpt *ckpt;
+    lz_ckpt *ckpt, *base_ckpt;
     lz_config *cfg;
     lz_module *model;
     lz_model_shape shape;
@@ -60,7 +61,7 @@ static _Noreturn void die(int code, const char *fmt, ...) {
 }
 
 #define USAGE "eval CHECKPOINT [--data FILE] [--split NAME] [--batch-size N] [--out PATH] " \
-              "[--json] [--config FILE] [--image FILE.png] [--prompt TEXT [--tokens N] " \
+              "[--json] [--config FILE] [--base FILE] [--image FILE.png] [--prompt TEXT [--tokens N] " \
               "[--temperature T] [--top-k K] [--seed S] [--no-cache]]"
 
 static _Noreturn void usage(int code) {
@@ -76,6 +77,8 @@ static _Noreturn void usage(int code) {
             "  --out PATH       where confusion.png goes (a folder, or a .png path)\n"
             "  --json           print the metrics as one JSON object\n"
             "  --config FILE    rebuild the model from FILE instead of the checkpoint's config\n"
+            "  --base FILE      for a LoRA adapter checkpoint (adapter.h5): the base checkpoint\n"
+            "                   (default: the one it was trained from, finetune.init_from)\n"
             "  --image FILE     classify one PNG (resized to the model's input) and print the top 3\n"
             "Language models: without --prompt, the loss (nats/token), perplexity and bits per\n"
             "character on the split; with --prompt, the prompt and generated text:\n"
@@ -98,6 +101,7 @@ static void parse_args(int argc, char **argv) {
         else if (!strcmp(a, "--split")) val = &E.split;
         else if (!strcmp(a, "--out")) val = &E.out;
         else if (!strcmp(a, "--config")) val = &E.config;
+        else if (!strcmp(a, "--base")) val = &E.base;
         else if (!strcmp(a, "--image")) val = &E.image;
         else if (!strcmp(a, "--prompt")) val = &E.prompt;
         else if (!strcmp(a, "--no-cache")) E.no_cache = true;
@@ -218,7 +222,17 @@ static void load_model(void) {
     E.model = lz_model_build(E.cfg, &E.shape, lz_key_new(0));
     if (!E.model || lz_model_apply_lora(E.model, E.cfg, lz_key_new(0)))
         die(EXIT_USAGE, "%s: cannot rebuild the model: %s", E.ckpt_path, lz_error());
-    if (lz_model_load(E.model, E.ckpt))
+    if (lz_ckpt_has(E.ckpt, "lora_base")) {   /* adapters only (train's adapter.h5): on its base */
+        if (!E.base) E.base = lz_ckpt_get_str(E.ckpt, "lora_base");
+        if (!E.base || access(E.base, F_OK) != 0)
+            die(EXIT_USAGE, "%s holds LoRA adapters only; their base checkpoint %s does not exist "
+                "(give it with --base FILE)", E.ckpt_path, E.base ? E.base : "(not recorded)");
+        E.base_ckpt = lz_ckpt_open(E.base);
+        if (!E.base_ckpt) die(EXIT_USAGE, "--base: %s", lz_error());
+        if (lz_model_load_adapted(E.model, E.base_ckpt, E.ckpt)) die(EXIT_USAGE, "%s", lz_error());
+    } else if (E.base) {
+        die(EXIT_USAGE, "--base: %s is not a LoRA adapter checkpoint (train's adapter.h5)", E.ckpt_path);
+    } else if (lz_model_load(E.model, E.ckpt))
         die(EXIT_USAGE, "the checkpoint does not match the model of %s: %s",
             E.config ? E.config : "its config", lz_error());
     lz_module_train(E.model, false);
@@ -396,12 +410,18 @@ static int evaluate_text(const char *data, const char *split) {
                "\"perplexity\":%s,\"bits_per_char\":%s,\"accuracy\":%s,\"tokens_per_s\":%s}\n",
                js(E.ckpt_path), js(data), js(split), (long long)r.n, num(r.loss), num(ppl), num(bpc),
                num(acc), num(dt > 0 ? (double)r.n / dt : 0));
-    else
-        printf("checkpoint %s\ndata %s, split %s: %lld tokens (windows of %lld)\n"
+    else {
+        printf("checkpoint %s\n", E.ckpt_path);
+        if (E.base_ckpt) printf("LoRA adapters on the base checkpoint %s\n", E.base);
+        printf("data %s, split %s: %lld tokens (windows of %lld)\n"
                "loss %.4f nats/char\nperplexity %.3f\nbits per character %.4f\n"
-               "next-character accuracy %.2f%%\n(%.0f tokens/s)\n", E.ckpt_path, data, split,
+               "next-character accuracy %.2f%%\n(%.0f tokens/s)\n", data, split,
                (long long)r.n, (long long)ctx, r.loss, ppl, bpc, 100 * acc,
                dt > 0 ? (double)r.n / dt : 0.0);
+        double rep;
+        if (lz_ckpt_has(E.ckpt, "val_loss") && !lz_ckpt_get_float(E.ckpt, "val_loss", &rep))
+            printf("(train reported loss %.4f for this checkpoint on its validation split)\n", rep);
+    }
     lz_model_metrics_free(&r);
     return 0;
 }
@@ -565,6 +585,7 @@ int main(int argc, char **argv) {
     lz_module_free(E.model);
     lz_config_free(E.cfg);
     lz_ckpt_close(E.ckpt);
+    lz_ckpt_close(E.base_ckpt);
     free(E.classes);
     free(E.classes_text);
     free(E.vocab);

@@ -7,9 +7,41 @@
 
 /* Loads the parameters and buffers of finetune.init_from by name, except those of the module
  * finetune.head.name, which keep their fresh initialisation. */
+/* Text: the data must be in the checkpoint's vocabulary, token for token (the embedding rows
+ * are the checkpoint's tokens). */
+static void check_vocab(lz_ckpt *c, const char *path) {
+    if (!T.text) return;
+    size_t nb = 0;
+    const char *vb = lz_ckpt_has(c, "vocab") ? lz_ckpt_get_bytes(c, "vocab", &nb) : NULL;
+    if (!vb)
+        die(EXIT_USAGE, "finetune.init_from %s is not a language model's checkpoint (it has no "
+            "vocabulary), but %s is text", path, T.data_path);
+    int n = 0;
+    for (size_t i = 0; i < nb; i++) n += !vb[i];
+    int first = -1;
+    size_t at = 0;
+    for (int i = 0; i < n && i < T.shape.num_classes && first < 0; i++) {
+        if (strcmp(vb + at, T.classes[i])) first = i;
+        at += strlen(vb + at) + 1;
+    }
+    if (first < 0 && n == T.shape.num_classes) return;
+    char diff[160] = "";
+    if (first >= 0) {
+        const char *a = vb;
+        for (int i = 0; i < first; i++) a += strlen(a) + 1;
+        snprintf(diff, sizeof diff, ", first at token %d ('%s' in the checkpoint, '%s' in the data)",
+                 first, !strcmp(a, "\n") ? "\\n" : a, T.classes[first]);
+    }
+    die(EXIT_USAGE, "%s has a vocabulary of %d tokens that differs from the %d of "
+        "finetune.init_from %s%s; convert the text into the checkpoint's vocabulary with "
+        "'lz-data text OUT.h5 TEXT --vocab-from %s'", T.data_path, T.shape.num_classes, n, path,
+        diff, path);
+}
+
 static void init_from(const char *path) {
     lz_ckpt *c = lz_ckpt_open(path);
     if (!c) die(EXIT_USAGE, "finetune.init_from: %s", lz_error());
+    check_vocab(c, path);
     const char *head = lz_config_has(T.cfg, "finetune.head.name") ? lz_config_str(T.cfg, "finetune.head.name")
                                                                    : NULL;
     bool strict = lz_config_bool(T.cfg, "finetune.strict");
@@ -64,6 +96,19 @@ static void init_from(const char *path) {
     lz_ckpt_close(c);
 }
 
+/* 1234567 as "1,234,567". */
+static const char *group_digits(int64_t v, char *buf, size_t n) {
+    char tmp[32];
+    int k = snprintf(tmp, sizeof tmp, "%lld", (long long)v);
+    size_t o = 0;
+    for (int i = 0; i < k && o + 2 < n; i++) {
+        if (i && tmp[i - 1] != '-' && (k - i) % 3 == 0) buf[o++] = ',';
+        buf[o++] = tmp[i];
+    }
+    buf[o] = 0;
+    return buf;
+}
+
 void finetune(lz_key key) {
     if (lz_config_has(T.cfg, "finetune.head.out") &&
         lz_config_int(T.cfg, "finetune.head.out") != T.shape.num_classes)
@@ -79,6 +124,11 @@ void finetune(lz_key key) {
         if (lz_module_freeze(T.model, pattern) < 0)
             die(EXIT_USAGE, "finetune.freeze: '%s' matches no parameter of the model", pattern);
     }
-    if (lz_module_num_params(T.model, true) == 0)
-        die(EXIT_USAGE, "finetune: every parameter is frozen; nothing to train");
+    int64_t all = lz_module_num_params(T.model, false), trainable = lz_module_num_params(T.model, true);
+    if (trainable == 0) die(EXIT_USAGE, "finetune: every parameter is frozen; nothing to train");
+    if (trainable < all || lz_config_has(T.cfg, "finetune.init_from")) {
+        char a[32], t[32];
+        printf("trainable: %s of %s parameters (%.2f%%)\n", group_digits(trainable, t, sizeof t),
+               group_digits(all, a, sizeof a), 100.0 * (double)trainable / (double)all);
+    }
 }

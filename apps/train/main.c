@@ -60,7 +60,9 @@ static _Noreturn void usage(int code) {
     printf("usage: %s\n"
            "       train --resume RUN_DIR_OR_CHECKPOINT [key.sub=value ...]\n"
            "Trains the experiment CONFIG (see configs/README.md) and writes <out_dir>/<name>/:\n"
-           "config.yaml (effective), last.h5, best.h5, metrics.jsonl, curves.png, samples.png.\n"
+           "config.yaml (effective), last.h5, best.h5, metrics.jsonl, curves.png, samples.png;\n"
+           "with finetune.lora, for the best checkpoint also adapter.h5 (the adapters alone)\n"
+           "and merged.h5 (the adapters folded into the weights).\n"
            "Overrides are YAML values, e.g. optimizer.lr=3e-4 train.epochs=2.\n"
            "--resume continues a run exactly from a checkpoint (a run folder: its last.h5);\n"
            "without CONFIG it uses the config stored in the checkpoint.\n"
@@ -577,7 +579,7 @@ int main(int argc, char **argv) {
     T.sched = make_schedule();
     T.best_step = -1;
     T.last_ckpt_step = -1;
-    T.last_val_acc = NAN;   /* no validation yet (or none configured) */
+    T.last_val_acc = T.last_val_loss = NAN;   /* no validation yet (or none configured) */
     make_run_dir();
     if (resume) {
         if (load_checkpoint(resume, NULL)) die(EXIT_USAGE, "--resume: %s", lz_error());
@@ -600,6 +602,11 @@ int main(int argc, char **argv) {
 
     if (lz_loader_seek(T.train, T.epoch, T.batch)) die(EXIT_RUNTIME, "%s", lz_error());
     T.t_start = T.iv_t0 = now_s();
+    /* fine-tuning: the starting point's validation figures, so the change is visible */
+    if (!resume && T.val && lz_config_has(T.cfg, "finetune.init_from")) {
+        printf("before training (finetune.init_from %s):\n", lz_config_str(T.cfg, "finetune.init_from"));
+        if (validate(false)) stop_requested = 1;
+    }
     double lr = 0, last_loss = NAN;
     bool evaluated_last = false;
     while (T.step < T.total_steps && !stop_requested) {
@@ -706,6 +713,12 @@ int main(int argc, char **argv) {
     else if (T.val && T.best_step >= 0)
         printf("best %s accuracy %.2f%% at step %lld (%s); last %.2f%%\n", T.val_split,
                100 * T.best_acc, (long long)T.best_step, T.best_path, 100 * T.last_val_acc);
+    if (lz_config_int(T.cfg, "finetune.lora.rank") > 0 && T.best_step >= 0) {
+        char ap[4300], mp[4300];
+        export_paths(ap, mp, sizeof ap);
+        printf("LoRA of the best checkpoint (step %lld): adapters only %s, merged into the weights %s\n",
+               (long long)T.best_step, ap, mp);
+    }
     printf("time %s this run (%s in all), %.0f %s/s\n", dur, total,
            t > 0 ? (double)T.samples_this_run / t : 0.0, T.text ? "tokens" : "samples");
     printf("peak memory %.1f MiB (arrays)%s\n", (double)lz_memory().peak / 1048576.0,

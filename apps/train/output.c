@@ -91,6 +91,73 @@ static int save_vocab(lz_ckpt_writer *w) {
     return rc ? rc : lz_ckpt_set_int(w, "context", T.context);
 }
 
+/* What eval needs to rebuild and describe the model: the config (cfg_text), the classes or
+ * vocabulary, the data, the input shape, the last validation figures, the step. */
+static int save_meta(lz_ckpt_writer *w, const char *cfg_text, bool val_loss) {
+    int rc = lz_ckpt_set_str(w, "config", cfg_text);
+    size_t len = 1;
+    for (int i = 0; i < T.shape.num_classes; i++) len += strlen(T.classes[i]) + 1;
+    char *classes = calloc(len, 1);
+    for (int i = 0; i < T.shape.num_classes && classes; i++) {
+        strcat(classes, T.classes[i]);
+        if (i + 1 < T.shape.num_classes) strcat(classes, "\n");
+    }
+    if (!rc) rc = lz_ckpt_set_str(w, "classes", classes ? classes : "");
+    free(classes);
+    if (!rc) rc = lz_ckpt_set_str(w, "data_path", T.data_path);
+    if (!rc) rc = lz_ckpt_set_int(w, "step", T.step);
+    if (!rc) rc = lz_ckpt_set_float(w, "accuracy", T.last_val_acc);
+    /* best.h5 (and its LoRA exports) are written right after the validation that made them
+     * best; other checkpoints may come steps after the last validation */
+    if (!rc && val_loss && T.text && isfinite(T.last_val_loss))
+        rc = lz_ckpt_set_float(w, "val_loss", T.last_val_loss);
+    if (!rc) rc = lz_ckpt_set_int(w, "input_channels", T.shape.channels);
+    if (!rc) rc = lz_ckpt_set_int(w, "input_height", T.shape.height);
+    if (!rc) rc = lz_ckpt_set_int(w, "input_width", T.shape.width);
+    if (!rc) rc = lz_ckpt_set_int(w, "num_classes", T.shape.num_classes);
+    if (!rc && T.text) rc = save_vocab(w);
+    return rc;
+}
+
+static bool lora_active(void) { return lz_config_int(T.cfg, "finetune.lora.rank") > 0; }
+
+void export_paths(char *adapter, char *merged, size_t n) {
+    snprintf(adapter, n, "%s/adapter.h5", T.run_dir);
+    snprintf(merged, n, "%s/merged.h5", T.run_dir);
+}
+
+/* Beside best.h5 of a LoRA run: adapter.h5, the adapters alone with the config (whose
+ * finetune.init_from names the base checkpoint, also stored as "lora_base"), and merged.h5,
+ * the adapters folded into the weights with a config whose finetune.lora section is back to
+ * its defaults (no LoRA): a plain checkpoint of the base architecture. */
+static int save_exports(void) {
+    char apath[4300], mpath[4300];
+    export_paths(apath, mpath, sizeof apath);
+    char *cfg = lz_config_dump_string(T.cfg);
+    if (!cfg) return -1;
+    lz_ckpt_writer *w = lz_ckpt_create(apath);
+    int rc = w ? lz_model_save_adapters(T.model, w) : -1;
+    if (!rc) rc = save_meta(w, cfg, true);
+    if (!rc && lz_config_has(T.cfg, "finetune.init_from"))
+        rc = lz_ckpt_set_str(w, "lora_base", lz_config_str(T.cfg, "finetune.init_from"));
+    if (!rc) rc = lz_ckpt_set_int(w, "lora_rank", lz_config_int(T.cfg, "finetune.lora.rank"));
+    if (w && rc) lz_ckpt_abort(w);
+    else if (w) rc = lz_ckpt_commit(w);
+    const char *no_lora[1] = {"finetune.lora=null"};
+    lz_config *plain = rc ? NULL : lz_config_load_string(cfg, T.config_name, 1, no_lora);
+    free(cfg);
+    cfg = plain ? lz_config_dump_string(plain) : NULL;
+    lz_config_free(plain);
+    if (!rc && !cfg) rc = -1;
+    w = rc ? NULL : lz_ckpt_create(mpath);
+    if (!rc) rc = w ? lz_model_save_merged(T.model, w) : -1;
+    if (!rc) rc = save_meta(w, cfg, true);
+    if (w && rc) lz_ckpt_abort(w);
+    else if (w) rc = lz_ckpt_commit(w);
+    free(cfg);
+    return rc;
+}
+
 int save_checkpoint(const char *path) {
     lz_ckpt_writer *w = lz_ckpt_create(path);
     if (!w) return -1;
@@ -105,34 +172,18 @@ int save_checkpoint(const char *path) {
     lz_pool_pop();
     char *cfg = rc ? NULL : lz_config_dump_string(T.cfg);
     if (!rc && !cfg) rc = -1;
-    if (!rc) rc = lz_ckpt_set_str(w, "config", cfg);
+    if (!rc) rc = save_meta(w, cfg, path == T.best_path);
     free(cfg);
-    size_t len = 1;
-    for (int i = 0; i < T.shape.num_classes; i++) len += strlen(T.classes[i]) + 1;
-    char *classes = calloc(len, 1);
-    for (int i = 0; i < T.shape.num_classes && classes; i++) {
-        strcat(classes, T.classes[i]);
-        if (i + 1 < T.shape.num_classes) strcat(classes, "\n");
-    }
     double elapsed = T.elapsed_before + (T.t_start > 0 ? now_s() - T.t_start : 0);
-    if (!rc) rc = lz_ckpt_set_str(w, "classes", classes ? classes : "");
-    free(classes);
-    if (!rc) rc = lz_ckpt_set_str(w, "data_path", T.data_path);
-    if (!rc) rc = lz_ckpt_set_int(w, "step", T.step);
     if (!rc) rc = lz_ckpt_set_int(w, "epoch", T.epoch);
     if (!rc) rc = lz_ckpt_set_int(w, "batch", T.batch);
     if (!rc) rc = lz_ckpt_set_keys(w, "key", 1, &T.key);
     if (!rc) rc = lz_ckpt_set_float(w, "best_accuracy", T.best_acc);
     if (!rc) rc = lz_ckpt_set_int(w, "best_step", T.best_step);
-    if (!rc) rc = lz_ckpt_set_float(w, "accuracy", T.last_val_acc);
     if (!rc) rc = lz_ckpt_set_float(w, "elapsed_s", elapsed);
-    if (!rc) rc = lz_ckpt_set_int(w, "input_channels", T.shape.channels);
-    if (!rc) rc = lz_ckpt_set_int(w, "input_height", T.shape.height);
-    if (!rc) rc = lz_ckpt_set_int(w, "input_width", T.shape.width);
-    if (!rc) rc = lz_ckpt_set_int(w, "num_classes", T.shape.num_classes);
-    if (!rc && T.text) rc = save_vocab(w);
     if (rc) { lz_ckpt_abort(w); return -1; }
-    return lz_ckpt_commit(w);
+    if (lz_ckpt_commit(w)) return -1;
+    return path == T.best_path && lora_active() ? save_exports() : 0;
 }
 
 int load_checkpoint(const char *path, bool *config_from_ckpt) {

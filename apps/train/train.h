@@ -68,7 +68,8 @@ void finetune(lz_key key);
 /* output.c */
 void progress_update(double loss, double acc, double lr, bool final_line);
 void progress_clear(void);
-int  save_checkpoint(const char *path);
+int  save_checkpoint(const char *path);   /* best.h5 of a LoRA run: also adapter.h5, merged.h5 */
+void export_paths(char *adapter, char *merged, size_t n);
 int  load_checkpoint(const char *path, bool *config_from_ckpt);
 int  write_curves(void);
 int  write_samples(const lz_model_metrics *r);

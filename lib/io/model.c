@@ -506,3 +506,94 @@ int lz_model_load(lz_module *m, lz_ckpt *c) {
     if (load_section(c, m, LZ_PARAMS, "params")) return -1;
     return load_section(c, m, LZ_BUFFERS, "buffers");
 }
+
+/* ---- LoRA exports ---- */
+
+static bool is_adapter(const lz_named_array *p) {
+    const char *dot = strrchr(p->name, '.'), *local = dot ? dot + 1 : p->name;
+    return !p->buffer && lz_lora_is(p->module) && !strncmp(local, "lora_", 5);
+}
+
+int lz_model_save_adapters(lz_module *m, lz_ckpt_writer *w) {
+    lz_named_list l;
+    if (lz_module_collect(m, LZ_PARAMS, &l)) return -1;
+    int rc = 0, n = 0;
+    for (int i = 0; i < l.n && !rc; i++)
+        if (is_adapter(&l.items[i])) {
+            rc = lz_ckpt_put(w, "params", l.items[i].name, *l.items[i].slot);
+            n++;
+        }
+    lz_named_list_free(&l);
+    if (!rc && !n) { lz_fail("the model has no LoRA adapters to save"); rc = -1; }
+    return rc;
+}
+
+int lz_model_save_merged(lz_module *m, lz_ckpt_writer *w) {
+    lz_named_list l;
+    if (lz_module_collect(m, LZ_PARAMS, &l)) return -1;
+    int rc = 0;
+    for (int i = 0; i < l.n && !rc; i++) {
+        const lz_named_array *p = &l.items[i];
+        if (is_adapter(p)) continue;
+        const char *dot = strrchr(p->name, '.');
+        lz_pool_push();
+        lz_array *a = lz_lora_is(p->module) && !strcmp(dot ? dot + 1 : p->name, "weight")
+                          ? lz_lora_merged_weight(p->module) : *p->slot;
+        rc = a ? lz_ckpt_put(w, "params", p->name, a) : -1;
+        lz_pool_pop();
+    }
+    lz_named_list_free(&l);
+    return rc ? -1 : save_section(w, m, LZ_BUFFERS, "buffers");
+}
+
+/* Appends the arrays of section of c to names/arrays (read into the current pool). */
+static int gather(lz_ckpt *c, const char *section, const char ***names, lz_array ***arrays,
+                  int *n, int *cap) {
+    int64_t k = 0;
+    const char *const *nm = lz_ckpt_names(c, section, &k);
+    if (!nm) return -1;
+    if (*n + k > *cap) {
+        *cap = (int)(*n + k) * 2;
+        const char **a = realloc(*names, (size_t)*cap * sizeof *a);
+        if (a) *names = a;
+        lz_array **b = realloc(*arrays, (size_t)*cap * sizeof *b);
+        if (b) *arrays = b;
+        if (!a || !b) { lz_fail("out of memory"); return -1; }
+    }
+    for (int64_t i = 0; i < k; i++) {
+        (*names)[*n] = nm[i];
+        if (!((*arrays)[(*n)++] = lz_ckpt_get(c, section, nm[i]))) return -1;
+    }
+    return 0;
+}
+
+int lz_model_load_adapted(lz_module *m, lz_ckpt *base, lz_ckpt *adapter) {
+    const char **names = NULL;
+    lz_array **arrays = NULL;
+    int n = 0, cap = 0, rc = 0;
+    char *report = NULL;
+    lz_pool_push();
+    if (gather(base, "params", &names, &arrays, &n, &cap) ||
+        gather(base, "buffers", &names, &arrays, &n, &cap) ||
+        gather(adapter, "params", &names, &arrays, &n, &cap))
+        rc = -1;
+    if (!rc && lz_module_load(m, n, names, arrays, true, &report) < 0) {
+        /* one line: the report's lines joined by "; " */
+        char *one = report ? malloc(2 * strlen(report) + 1) : NULL, *o = one;
+        for (const char *p = report; one && *p; p++) {
+            if (*p != '\n') *o++ = *p;
+            else if (p[1]) { *o++ = ';'; *o++ = ' '; }
+        }
+        if (o) *o = 0;
+        free(report);
+        report = one;
+        lz_fail("%s with the adapters of %s does not fit the model: %s", lz_ckpt_path(base),
+                lz_ckpt_path(adapter), report && report[0] ? report : lz_error());
+        rc = -1;
+    }
+    lz_pool_pop();
+    free(report);
+    free(names);
+    free(arrays);
+    return rc;
+}

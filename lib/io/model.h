@@ -97,6 +97,16 @@ int lz_model_save(lz_module *m, lz_ckpt_writer *w);
  * into m. 0 or -1 + error. */
 int lz_model_load(lz_module *m, lz_ckpt *c);
 
+/* LoRA (after lz_model_apply_lora). save_adapters: only the adapters (every lora_a and
+ * lora_b) into "params"; save_merged: the parameters with each adapter folded into its
+ * weight (lz_lora_merged_weight; the model is not changed) and no adapters, and the buffers:
+ * what the same model without LoRA loads. load_adapted: the parameters and buffers of base
+ * and the adapters of adapter, checked together (strict: one message listing every
+ * missing, unexpected or mis-shaped name). 0 or -1 + error. */
+int lz_model_save_adapters(lz_module *m, lz_ckpt_writer *w);
+int lz_model_save_merged(lz_module *m, lz_ckpt_writer *w);
+int lz_model_load_adapted(lz_module *m, lz_ckpt *base, lz_ckpt *adapter);
+
 /* ---- transformer language models (model_gpt.c) ---- */
 #include "../nn/kv_cache.h"
 

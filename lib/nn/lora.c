@@ -163,6 +163,22 @@ int lz_lora_apply(lz_module *m, const char *pattern, int64_t rank, double alpha,
     return n;
 }
 
+bool lz_lora_is(const lz_module *m) { return m && is_lora(m); }
+
+lz_array *lz_lora_merged_weight(lz_module *m) {
+    if (!m) return NULL;
+    if (!is_lora(m)) return nn_fail(m, "lora: not a LoRA adapter (a %s module)", lz_module_kind_of(m)->name);
+    lora_state *s = lz_module_state(m);
+    lz_array *w = nn_param(m, "weight");
+    lz_pool_push();
+    lz_array *delta = lz_matmul(nn_param(m, "lora_b"), nn_param(m, "lora_a"));
+    lz_array *merged = lz_astype(lz_add(w, lz_mul_scalar(delta, s->alpha / (double)s->rank)),
+                                 lz_dtype_of(w));
+    lz_retain(merged);
+    lz_pool_pop();
+    return lz_autorelease(merged);
+}
+
 int lz_lora_merge(lz_module *m) {
     if (!m) return -1;
     paths ps = {0};
@@ -172,13 +188,10 @@ int lz_lora_merge(lz_module *m) {
         const char *rel = relative(m, ps.paths[i]);
         lz_module *l = lz_module_child(m, rel);
         if (!l) { rc = -1; break; }
-        lora_state *s = lz_module_state(l);
-        lz_array *w = nn_param(l, "weight"), *b = nn_param(l, "bias");
+        lz_array *b = nn_param(l, "bias");
         bool wf = nn_frozen(l, "weight"), bf = nn_frozen(l, "bias");
         lz_pool_push();
-        lz_array *delta = lz_matmul(nn_param(l, "lora_b"), nn_param(l, "lora_a"));
-        lz_array *merged = lz_astype(lz_add(w, lz_mul_scalar(delta, s->alpha / (double)s->rank)),
-                                     lz_dtype_of(w));
+        lz_array *merged = lz_lora_merged_weight(l);
         lz_module *lin = merged && !lz_eval1(merged) ? nn_linear_from(merged, b) : NULL;
         lz_pool_pop();
         if (lin) {

@@ -391,5 +391,11 @@ int lz_lora_apply(lz_module *m, const char *pattern, int64_t rank, double alpha,
  * lz_module_unfreeze(m, "*") to train everything again. Returns the number merged (0 when
  * there are none), or -1. */
 int lz_lora_merge(lz_module *m);
+/* Whether m is a LoRA wrapper made by lz_lora_apply. */
+bool lz_lora_is(const lz_module *m);
+/* The weight of the LoRA wrapper m with its adapter folded in, W + (alpha / rank) B A, in W's
+ * dtype (pooled, lazy), leaving m as it is: what lz_lora_merge would install. NULL + error
+ * when m is not a LoRA wrapper. */
+lz_array *lz_lora_merged_weight(lz_module *m);
 
 #endif
