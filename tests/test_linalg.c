@@ -104,6 +104,39 @@ static void test_matmul_shapes_layouts(void **state) {
                 check_case(&cases[i], LZ_F32, la, lb, 1e-5, &seed);
 }
 
+/* Products big and thin enough that linalg.c splits their rows or columns over the threads
+ * (one dim <= 128, m n k >= 2^26), with every layout of the operands; a batch that folds into
+ * one GEMM takes the same path. Checked against a float64 product of the logical values. */
+static void test_matmul_thin_split(void **state) {
+    (void)state;
+    static const struct { int nd; int64_t as[3], bs[2]; } cs[] = {
+        {2, {4096, 128}, {128, 160}},    /* rows split */
+        {2, {128, 256}, {256, 2100}},    /* columns split */
+        {3, {32, 128, 128}, {128, 160}}, /* folded batch, rows split */
+    };
+    uint64_t seed = 9;
+    for (size_t i = 0; i < sizeof cs / sizeof *cs; i++)
+        for (int la = T_CONTIG; la <= T_TRANSPOSED; la += 2)
+            for (int lb = T_CONTIG; lb <= T_TRANSPOSED; lb++) {
+                if (cs[i].nd == 3 && la != T_CONTIG) continue;
+                tarr a = t_rand(cs[i].nd, cs[i].as, LZ_F32, -1, 1, &seed, la);
+                tarr b = t_rand(2, cs[i].bs, LZ_F32, -1, 1, &seed, lb);
+                int64_t m = a.n / cs[i].bs[0], k = cs[i].bs[0], n = cs[i].bs[1];
+                double *ref = calloc((size_t)(m * n), sizeof *ref);
+                for (int64_t r = 0; r < m; r++)
+                    for (int64_t p = 0; p < k; p++) {
+                        double x = a.v[r * k + p];
+                        for (int64_t c = 0; c < n; c++) ref[r * n + c] += x * b.v[p * n + c];
+                    }
+                lz_array *c = lz_matmul(a.a, b.a);
+                t_assert_close(c, ref, m * n, 1e-5, 1e-5 * sqrt((double)k + 1));
+                lz_release(c);
+                free(ref);
+                t_free(&a);
+                t_free(&b);
+            }
+}
+
 static void test_matmul_dtypes(void **state) {
     (void)state;
     uint64_t seed = 7;
@@ -246,6 +279,7 @@ static void test_matmul_errors(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_matmul_shapes_layouts),
+        cmocka_unit_test(test_matmul_thin_split),
         cmocka_unit_test(test_matmul_dtypes),
         cmocka_unit_test(test_transpose_is_not_copied),
         cmocka_unit_test(test_lazy_and_batched),
