@@ -41,7 +41,7 @@ typedef struct {
     int nb;                                /* batch dims */
     int64_t bshape[LZ_MAX_DIMS], qs[LZ_MAX_DIMS], ks[LZ_MAX_DIMS], vs[LZ_MAX_DIMS], os[LZ_MAX_DIMS];
     int64_t tq, tk, d, dv, ldq, ldk, ldv, ldo;
-    int64_t nqb;                           /* query blocks per batch entry */
+    int64_t nqb, qblk;                     /* query blocks per batch entry, rows per block */
     float scale;
     int causal, lse;
 } attn;
@@ -72,7 +72,7 @@ static uint64_t attn_block(const attn *a, int64_t bi, int64_t qb, float *scratch
         vo += i * a->vs[d];
         oo += i * a->os[d];
     }
-    int64_t i0 = qb * BQ, bq = a->tq - i0 < BQ ? a->tq - i0 : BQ;
+    int64_t i0 = qb * a->qblk, bq = a->tq - i0 < a->qblk ? a->tq - i0 : a->qblk;
     int64_t kend = a->tk;
     if (a->causal) {
         int64_t lim = i0 + bq + (a->tk - a->tq);   /* one past the last row's last key */
@@ -147,7 +147,10 @@ static uint64_t attn_block(const attn *a, int64_t bi, int64_t qb, float *scratch
 
 /* Runs the forward work items (batch entry, query block) of a set up `a` over threads. */
 static int run_forward(attn *a, int64_t nbatch, uint64_t moved) {
-    a->nqb = (a->tq + BQ - 1) / BQ;
+    /* short sequences: blocks of 32 rows skip more of the causal half (T = 128: 17 -> 14 ms
+     * per GPT step on one core); longer ones keep BQ */
+    a->qblk = a->tq <= 256 ? 32 : BQ;
+    a->nqb = (a->tq + a->qblk - 1) / a->qblk;
     int64_t items = nbatch * a->nqb;
     if (items == 0) { lz_stats_add(1, moved, 0); return 0; }
 
