@@ -1,7 +1,7 @@
 /* Convolution: a ResNet-sized layer, input [128, 32, 14, 14], 64 filters 3x3, stride 1,
  * padding 1, float32, all cores: the forward pass through lz_conv2d (constructor + lz_eval),
  * and its two gradient modes (input: transposed conv, weight), best of several runs.
- * Also a 2x2 max pool over the output. */
+ * Also a 2x2 max pool over the output. BENCH_THREADS=n sets the threads. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -39,6 +39,9 @@ static double best_of(lz_prim_id prim, const lz_window *g, lz_array *a, lz_array
 }
 
 int main(void) {
+    /* BENCH_THREADS: threads (default all cores); one thread is the steadier figure on a
+     * shared machine */
+    if (getenv("BENCH_THREADS") && atoi(getenv("BENCH_THREADS")) > 0) lz_set_threads(atoi(getenv("BENCH_THREADS")));
     int64_t xs[4] = {128, 32, 14, 14}, ws[4] = {64, 32, 3, 3}, ys[4] = {128, 64, 14, 14};
     lz_array *x = filled(4, xs, 1), *w = filled(4, ws, 2), *dy = filled(4, ys, 3);
     double flops = 2.0 * 128 * 64 * 14 * 14 * 32 * 9;

@@ -1,27 +1,29 @@
 /* Kernels of the window primitives (geometry, modes and params in lib/ops/conv.h).
  *
- * CONV: im2col + GEMM. Images are taken in blocks of nb: im2col writes the block's patches
- * as one matrix cols [C*KH*KW, nb*OH*OW], and each group does ONE cblas_sgemm over the whole
- * block, big enough for OpenBLAS to thread well even when one image is small (14x14 maps:
- * per-image GEMMs of 196 columns ran ~1.5x slower in bench_conv). When one
- * image alone gives enough columns, nb = 1 and the GEMM reads/writes the arrays directly
- * (and a 1x1 stride-1 unpadded conv skips im2col: its patch matrix is the image itself).
- *   FORWARD      y_g  = W_g [Og, R] @ cols_g [R, ncol]      (R = C/groups*KH*KW)
- *   INPUT_GRAD   cols_g = W_g^T @ dy_g, then col2im adds the patches into dx
+ * CONV: im2col + GEMM. Images are taken in blocks of nb (a few hundred columns: the patch
+ * matrix of a block stays in L2, and im2col writing a large one out to memory was a fifth
+ * of the layer); blocks go to OpenMP threads (see conv_kernel).
+ *   FORWARD      y_g  = W_g [Og, R] @ cols_g [R, OH*OW] per image, written straight into y
+ *                                                              (R = C/groups*KH*KW)
+ *   INPUT_GRAD   cols_g = W_g^T @ dy_g per image (dy read in place), then col2im sums the
+ *                patches into dx
  *   WEIGHT_GRAD  dW_g += dy_g [Og, ncol] @ cols_g^T          (accumulated over blocks)
- * With many groups and tiny GEMMs (depthwise) the groups run on OpenMP threads instead;
- * each GEMM is then below OpenBLAS's threading threshold and stays on its thread.
+ * A 1x1 stride-1 unpadded conv skips im2col when one image is a block: its patch matrix is
+ * the image itself. With many groups and tiny GEMMs (depthwise) the groups run on OpenMP
+ * threads instead; each GEMM is then below OpenBLAS's threading threshold.
  *
  * Pools: direct loops, OpenMP over (image, channel) planes. */
 #include <cblas.h>
+#include <immintrin.h>
 #include <math.h>
+#include <stdint.h>
 #include <omp.h>
 #include <string.h>
 #include "cpu.h"
 #include "../../ops/conv.h"
 
 #define SMALL_GEMM (4 * 65536)        /* m*n*k below which OpenBLAS uses one thread */
-#define COLS_TARGET 2048              /* columns per GEMM worth batching images for */
+#define COLS_TARGET 256               /* columns per block worth batching images for */
 #define COLS_BYTES (8 << 20)          /* cap of the patch matrix of one block */
 
 /* A strided float32 [N, C, H, W] operand (3-d operands have H = 1). */
@@ -73,9 +75,56 @@ static int copy_threads(bool blas_threaded, int64_t work) {
     return blas_threaded ? 1 : threads_for(work);
 }
 
+/* Rows of the patch matrix are short (14 or 28 floats for MNIST): a libc memcpy/memset per
+ * row cost more than the copying. With stride 1 a row is the input row shifted, zero outside
+ * [lo, hi): masked 16-lane loads and stores, one per 16 floats, the zeros included. */
+#ifdef __AVX512F__
+static inline __mmask16 lanes(int64_t j0, int64_t lo, int64_t hi) {
+    int64_t a = lo - j0 < 0 ? 0 : lo - j0, b = hi - j0 > 16 ? 16 : hi - j0;
+    return b <= a ? 0 : (__mmask16)(((1u << b) - 1) & ~((1u << a) - 1));
+}
+#endif
+
+/* dst[j] = src[j] for j in [lo, hi), 0 for the other j < n. src[j] is only read in [lo, hi). */
+static inline void row_copy(float *restrict dst, const float *src, int64_t lo, int64_t hi,
+                            int64_t n) {
+#ifdef __AVX512F__
+    for (int64_t j0 = 0; j0 < n; j0 += 16) {
+        __m512 v = _mm512_maskz_loadu_ps(lanes(j0, lo, hi), (const char *)src + 4 * j0);
+        _mm512_mask_storeu_ps(dst + j0, lanes(j0, 0, n), v);
+    }
+#else
+    for (int64_t j = 0; j < n; j++) dst[j] = j >= lo && j < hi ? src[j] : 0.0f;
+#endif
+}
+
+/* One tap's patch row of a stride-1 "same" conv (output the size of the input, dense plane
+ * rows): it is the plane shifted by a constant, so one long copy and then zeros at the
+ * border rows and columns, where row by row it took one short copy per output row. */
+static void tap_same(const float *plane, const geo *g, int64_t kh, int64_t kw, int64_t lo,
+                     int64_t hi, float *dst) {
+    int64_t w = g->w, hw = g->h * w;
+    int64_t dh = kh * g->dh - g->ph, shift = dh * w + kw * g->dw - g->pw;
+    int64_t r0 = dh < 0 ? -dh : 0, r1 = g->h - (dh > 0 ? dh : 0);   /* valid output rows */
+    if (r1 < r0) r1 = r0;
+    int64_t q0 = r0 * w, q1 = r1 * w;
+    int64_t a = q0 > -shift ? q0 : -shift, b = q1 < hw - shift ? q1 : hw - shift;
+    if (b < a) b = a;
+    memset(dst, 0, (size_t)a * 4);
+    memcpy(dst + a, plane + a + shift, (size_t)(b - a) * 4);
+    memset(dst + b, 0, (size_t)(hw - b) * 4);
+    if (lo == 0 && hi == w) return;
+    for (int64_t r = r0; r < r1; r++) {   /* columns that wrapped round from the next row */
+        for (int64_t j = 0; j < lo; j++) dst[r * w + j] = 0;
+        for (int64_t j = hi; j < w; j++) dst[r * w + j] = 0;
+    }
+}
+
 /* Patches of images [n0, n0+nb) of x into cols [C*KH*KW, nb*OH*OW]. */
 static void im2col(const t4 *x, const geo *g, int64_t n0, int64_t nb, float *cols, bool bt) {
     int64_t ohw = g->oh * g->ow, ncol = nb * ohw, kk = g->kh * g->kw, tasks = nb * x->c;
+    bool same = g->sh == 1 && g->sw == 1 && g->oh == g->h && g->ow == g->w && x->sw == 1 &&
+                x->sh == g->w;
     #pragma omp parallel for num_threads(copy_threads(bt, tasks * kk * ohw)) schedule(static)
     for (int64_t t = 0; t < tasks; t++) {
         int64_t i = t / x->c, c = t % x->c;
@@ -85,27 +134,73 @@ static void im2col(const t4 *x, const geo *g, int64_t n0, int64_t nb, float *col
                 float *dst = cols + (c * kk + kh * g->kw + kw) * ncol + i * ohw;
                 int64_t lo, hi;
                 valid_cols(g, kw, &lo, &hi);
+                if (same) {
+                    tap_same(src, g, kh, kw, lo, hi, dst);
+                    continue;
+                }
                 int64_t iw0 = lo * g->sw - g->pw + kw * g->dw;
                 for (int64_t oh = 0; oh < g->oh; oh++, dst += g->ow) {
                     int64_t ih = oh * g->sh - g->ph + kh * g->dh;
                     if (ih < 0 || ih >= g->h) { memset(dst, 0, (size_t)g->ow * 4); continue; }
                     const float *row = src + ih * x->sh + iw0 * x->sw;
-                    /* rows are short (26 floats for MNIST): no libc calls for nothing, which
-                     * were ~7% of a CNN training step for the unpadded convs */
-                    if (lo > 0) memset(dst, 0, (size_t)lo * 4);
                     if (g->sw == 1 && x->sw == 1) {
-                        memcpy(dst + lo, row, (size_t)(hi - lo) * 4);
-                    } else {
-                        int64_t step = g->sw * x->sw;
-                        for (int64_t ow = lo; ow < hi; ow++) dst[ow] = row[(ow - lo) * step];
+                        /* address arithmetic only: row - lo may lie before the array, but
+                         * only [lo, hi) is read */
+                        row_copy(dst, (const float *)((uintptr_t)row - 4 * (uintptr_t)lo), lo, hi, g->ow);
+                        continue;
                     }
-                    if (hi < g->ow) memset(dst + hi, 0, (size_t)(g->ow - hi) * 4);
+                    for (int64_t ow = 0; ow < lo; ow++) dst[ow] = 0;
+                    int64_t step = g->sw * x->sw;
+                    for (int64_t ow = lo; ow < hi; ow++) dst[ow] = row[(ow - lo) * step];
+                    for (int64_t ow = hi; ow < g->ow; ow++) dst[ow] = 0;
                 }
             }
     }
 }
 
-/* Adds the patches cols [C*KH*KW, nb*OH*OW] back into dx (contiguous [N, C, H, W]). */
+/* Stride 1: each row of dx is the sum of the patch rows that cover it, shifted. It is
+ * summed in registers and stored once: adding the patch rows into dx one by one (the general
+ * path) made every 16-float read wait on the overlapping store just before it, and cost a
+ * third of the input gradient of a 14x14 layer. src(kh, kw) is the first patch row of tap
+ * (kh, kw) for this image and channel. */
+static void col2im_plane_s1(const float *cols, int64_t tap_ld, const geo *g, float *plane) {
+    for (int64_t ih = 0; ih < g->h; ih++) {
+        float *dst = plane + ih * g->w;
+#ifdef __AVX512F__
+        for (int64_t j0 = 0; j0 < g->w; j0 += 16) {
+            __m512 acc = _mm512_setzero_ps();
+            for (int64_t kh = 0; kh < g->kh; kh++) {
+                int64_t oh = ih + g->ph - kh * g->dh;
+                if (oh < 0 || oh >= g->oh) continue;
+                for (int64_t kw = 0; kw < g->kw; kw++) {
+                    /* output column ow = iw + off feeds input column iw */
+                    int64_t off = g->pw - kw * g->dw;
+                    const float *src = cols + (kh * g->kw + kw) * tap_ld + oh * g->ow + off;
+                    __mmask16 m = lanes(j0, -off, g->ow - off) & lanes(j0, 0, g->w);
+                    acc = _mm512_add_ps(acc, _mm512_maskz_loadu_ps(m, (const char *)src + 4 * j0));
+                }
+            }
+            _mm512_mask_storeu_ps(dst + j0, lanes(j0, 0, g->w), acc);
+        }
+#else
+        for (int64_t iw = 0; iw < g->w; iw++) {
+            float acc = 0;
+            for (int64_t kh = 0; kh < g->kh; kh++) {
+                int64_t oh = ih + g->ph - kh * g->dh;
+                if (oh < 0 || oh >= g->oh) continue;
+                for (int64_t kw = 0; kw < g->kw; kw++) {
+                    int64_t ow = iw + g->pw - kw * g->dw;
+                    if (ow >= 0 && ow < g->ow) acc += cols[(kh * g->kw + kw) * tap_ld + oh * g->ow + ow];
+                }
+            }
+            dst[iw] = acc;
+        }
+#endif
+    }
+}
+
+/* Adds the patches cols [C*KH*KW, nb*OH*OW] back into dx (contiguous [N, C, H, W]): each
+ * plane is written whole (stride 1) or zeroed first, here while it is in cache. */
 static void col2im(const float *cols, const geo *g, int64_t c_all, int64_t n0, int64_t nb,
                    float *dx, bool bt) {
     int64_t ohw = g->oh * g->ow, ncol = nb * ohw, kk = g->kh * g->kw, tasks = nb * c_all;
@@ -113,6 +208,11 @@ static void col2im(const float *cols, const geo *g, int64_t c_all, int64_t n0, i
     for (int64_t t = 0; t < tasks; t++) {
         int64_t i = t / c_all, c = t % c_all;
         float *plane = dx + ((n0 + i) * c_all + c) * g->h * g->w;
+        if (g->sh == 1 && g->sw == 1) {
+            col2im_plane_s1(cols + c * kk * ncol + i * ohw, ncol, g, plane);
+            continue;
+        }
+        memset(plane, 0, (size_t)(g->h * g->w) * 4);
         for (int64_t kh = 0; kh < g->kh; kh++)
             for (int64_t kw = 0; kw < g->kw; kw++) {
                 const float *src = cols + (c * kk + kh * g->kw + kw) * ncol + i * ohw;
@@ -140,17 +240,6 @@ static void pack(const t4 *dy, int64_t n0, int64_t nb, float *dyp, bool bt) {
         if (plane_dense(dy)) { memcpy(dst, src, (size_t)ohw * 4); continue; }
         for (int64_t h = 0; h < dy->h; h++)
             for (int64_t w = 0; w < dy->w; w++) dst[h * dy->w + w] = src[h * dy->sh + w * dy->sw];
-    }
-}
-
-/* Moves tmp [O, nb*OHW] into images [n0, n0+nb) of y (contiguous [N, O, OHW]). */
-static void unpack(const float *tmp, int64_t o_all, int64_t ohw, int64_t n0, int64_t nb,
-                   float *y, bool bt) {
-    int64_t tasks = nb * o_all;
-    #pragma omp parallel for num_threads(copy_threads(bt, tasks * ohw)) schedule(static)
-    for (int64_t t = 0; t < tasks; t++) {
-        int64_t i = t / o_all, o = t % o_all;
-        memcpy(y + ((n0 + i) * o_all + o) * ohw, tmp + o * nb * ohw + i * ohw, (size_t)ohw * 4);
     }
 }
 
@@ -200,35 +289,56 @@ typedef struct {
     const float *w;
     float *y;
     int64_t n, c, o, groups, og, r, ohw, hw, nb;
-    bool direct_cols, direct_dy, bt;
+    bool direct_cols, direct_dy, dy_planes, bt;
     int64_t x_ld, dy_ld;
 } conv_job;
 
-/* Block of images [n0, n0+b) with this thread's scratch (cols, dy, tmp: NULL where the job
- * reads or writes the arrays directly). WEIGHT_GRAD accumulates into dw (beta 0 on the
- * thread's first block). */
+/* Block of images [n0, n0+b) with this thread's scratch (cols, dy: NULL where the job reads
+ * or writes the arrays directly). FORWARD writes each image's output straight into y with
+ * one GEMM per image over the block's patch matrix (as fast as one GEMM over the block on
+ * these shapes, and it saves moving the block's output into place); INPUT_GRAD likewise
+ * reads each image's dy in place when its planes are dense. WEIGHT_GRAD needs the long
+ * inner dimension of the whole block (per-image GEMMs of K = OH*OW ran ~15% slower), so it
+ * packs dy, and accumulates into dw (beta 0 on the thread's first block). */
 static void conv_block(const conv_job *j, int64_t n0, int64_t b, float *cols_p, float *dy_p,
-                       float *tmp_p, float *dw, bool first) {
+                       float *dw, bool first) {
     int64_t ncol = b * j->ohw, o = j->o, og = j->og, r = j->r, c = j->c, groups = j->groups;
+    int64_t ohw = j->ohw;
     int mode = j->mode;
     mat cols = {cols_p, ncol};
     if (j->direct_cols && mode == LZ_WIN_INPUT_GRAD) cols = (mat){j->y + n0 * c * j->hw, j->hw};
     else if (j->direct_cols) cols = (mat){(float *)j->x.p + n0 * j->x.sn, j->x_ld};
     else if (mode != LZ_WIN_INPUT_GRAD) im2col(&j->x, &j->g, n0, b, cols.p, j->bt);
-    mat dym = {dy_p, ncol};
-    if (j->direct_dy) dym = (mat){(float *)j->dy.p + n0 * j->dy.sn, j->dy_ld};
-    else if (mode != LZ_WIN_FORWARD) pack(&j->dy, n0, b, dym.p, j->bt);
     mat wm = {(float *)j->w, r};
     if (mode == LZ_WIN_FORWARD) {
-        mat ym = tmp_p ? (mat){tmp_p, ncol} : (mat){j->y + n0 * o * j->ohw, j->ohw};
-        group_gemm(groups, false, false, og, ncol, r, wm, og * r, cols, r * cols.ld, 0.0f,
-                   ym, og * ym.ld);
-        if (tmp_p) unpack(ym.p, o, j->ohw, n0, b, j->y, j->bt);
+        for (int64_t i = 0; i < b; i++) {
+            mat ym = {j->y + (n0 + i) * o * ohw, ohw}, ci = {cols.p + i * ohw, cols.ld};
+            group_gemm(groups, false, false, og, ohw, r, wm, og * r, ci, r * ci.ld, 0.0f,
+                       ym, og * ohw);
+        }
     } else if (mode == LZ_WIN_INPUT_GRAD) {
-        group_gemm(groups, true, false, r, ncol, og, wm, og * r, dym, og * dym.ld, 0.0f,
-                   cols, r * cols.ld);
+        if (j->dy_planes && !j->direct_cols) {
+            /* image by image: its patch matrix [R, OH*OW] stays in cache for col2im */
+            for (int64_t i = 0; i < b; i++) {
+                mat di = {(float *)j->dy.p + (n0 + i) * j->dy.sn, j->dy_ld};
+                mat ci = {cols.p, ohw};
+                group_gemm(groups, true, false, r, ohw, og, wm, og * r, di, og * di.ld, 0.0f,
+                           ci, r * ci.ld);
+                col2im(cols.p, &j->g, c, n0 + i, 1, j->y, j->bt);
+            }
+            return;
+        } else {
+            mat dym = {dy_p, ncol};
+            if (j->direct_dy) dym = (mat){(float *)j->dy.p + n0 * j->dy.sn, j->dy_ld};
+            else pack(&j->dy, n0, b, dym.p, j->bt);
+            group_gemm(groups, true, false, r, ncol, og, wm, og * r, dym, og * dym.ld, 0.0f,
+                       cols, r * cols.ld);
+        }
         if (!j->direct_cols) col2im(cols.p, &j->g, c, n0, b, j->y, j->bt);
     } else {
+        mat dym = {dy_p, ncol};
+        if (j->direct_dy) dym = (mat){(float *)j->dy.p + n0 * j->dy.sn, j->dy_ld};
+        else pack(&j->dy, n0, b, dym.p, j->bt);
         group_gemm(groups, false, true, og, r, ncol, dym, og * dym.ld, cols, r * cols.ld,
                    first ? 0.0f : 1.0f, (mat){dw, r}, og * r);
     }
@@ -257,11 +367,16 @@ static int conv_kernel(lz_array *out, lz_array *const *in, const lz_params *p) {
     lz_stats_add(1, (uint64_t)(n * c * hw + o * r + n * o * ohw) * 4, flops);
     if (!out_size) return 0;
     if (!flops) { memset(y, 0, (size_t)out_size * 4); return 0; }
-    if (mode == LZ_WIN_INPUT_GRAD) memset(y, 0, (size_t)out_size * 4);
 
     bool pointwise = g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && !g.ph && !g.pw &&
                      !win.pad_hi[0] && !win.pad_hi[1];
     int64_t nb = block_images(n, ohw, c * kk), nblocks = (n + nb - 1) / nb;
+    /* at least a block per thread when there are images enough: a lone block's per-image
+     * GEMMs would be threaded by OpenBLAS, which small GEMMs do not pay for */
+    if (nblocks < cpu_threads() && n >= cpu_threads()) {
+        nb = (n + cpu_threads() - 1) / cpu_threads();
+        nblocks = (n + nb - 1) / nb;
+    }
     /* Blocks go to OpenMP threads, each with its own scratch, single-threaded copies and
      * GEMMs (OpenBLAS's OpenMP build keeps to one thread inside a parallel region): all of a
      * block's work scales with the threads, where OpenBLAS threading the GEMMs of a block
@@ -273,25 +388,25 @@ static int conv_kernel(lz_array *out, lz_array *const *in, const lz_params *p) {
     bool bt = par > 1 || og * r * nb * ohw > SMALL_GEMM;     /* copies single-threaded */
     bool direct_cols = nb == 1 && pointwise &&
                        (mode == LZ_WIN_INPUT_GRAD || (plane_dense(&j.x) && (c <= 1 || j.x.sc >= hw)));
-    bool direct_dy = nb == 1 && mode != LZ_WIN_FORWARD && plane_dense(&j.dy) &&
-                     (o <= 1 || j.dy.sc >= ohw);
+    /* dy's planes as GEMM operands in place: dense planes, channels at least a plane apart */
+    bool dy_planes = mode != LZ_WIN_FORWARD && plane_dense(&j.dy) && (o <= 1 || j.dy.sc >= ohw);
+    bool direct_dy = nb == 1 && dy_planes;
     j.n = n; j.c = c; j.o = o; j.groups = groups; j.og = og; j.r = r; j.ohw = ohw; j.hw = hw;
     j.nb = nb; j.direct_cols = direct_cols; j.direct_dy = direct_dy; j.bt = bt;
+    j.dy_planes = dy_planes;
     j.x_ld = c <= 1 ? hw : j.x.sc;      /* GEMM wants ld >= cols */
     j.dy_ld = o <= 1 ? ohw : j.dy.sc;
     int64_t cols_n = direct_cols ? 0 : c * kk * nb * ohw;
-    int64_t dy_n = mode == LZ_WIN_FORWARD || direct_dy ? 0 : o * nb * ohw;
-    int64_t tmp_n = mode == LZ_WIN_FORWARD && nb > 1 ? o * nb * ohw : 0;
+    int64_t dy_n = mode == LZ_WIN_FORWARD || direct_dy ||
+                   (mode == LZ_WIN_INPUT_GRAD && dy_planes && !direct_cols) ? 0 : o * nb * ohw;
     int64_t dw_n = mode == LZ_WIN_WEIGHT_GRAD ? out_size : 0;   /* partials of threads 1.. */
     int failed = 0;
     lz_buffer *cols_buf = scratch(cols_n * par, &failed);
     lz_buffer *dy_buf = scratch(dy_n * par, &failed);
-    lz_buffer *tmp_buf = scratch(tmp_n * par, &failed);
     lz_buffer *dw_buf = scratch(dw_n * (par - 1), &failed);
     if (failed) {
         lz_buffer_release(cols_buf);
         lz_buffer_release(dy_buf);
-        lz_buffer_release(tmp_buf);
         lz_buffer_release(dw_buf);
         return -1;
     }
@@ -302,13 +417,12 @@ static int conv_kernel(lz_array *out, lz_array *const *in, const lz_params *p) {
         int t = par > 1 ? omp_get_thread_num() : 0;
         float *cp = cols_buf ? (float *)cols_buf->data + t * cols_n : NULL;
         float *dp = dy_buf ? (float *)dy_buf->data + t * dy_n : NULL;
-        float *tp = tmp_buf ? (float *)tmp_buf->data + t * tmp_n : NULL;
         /* thread t has block t (par <= nblocks), so each partial is written */
         float *dw = t == 0 ? y : dw_buf ? (float *)dw_buf->data + (t - 1) * dw_n : NULL;
         bool first = true;
         for (int64_t blk = t; blk < nblocks; blk += par) {
             int64_t n0 = blk * nb, b = n - n0 < nb ? n - n0 : nb;
-            conv_block(&j, n0, b, cp, dp, tp, dw, first);
+            conv_block(&j, n0, b, cp, dp, dw, first);
             first = false;
         }
     }
@@ -319,7 +433,6 @@ static int conv_kernel(lz_array *out, lz_array *const *in, const lz_params *p) {
     }
     lz_buffer_release(cols_buf);
     lz_buffer_release(dy_buf);
-    lz_buffer_release(tmp_buf);
     lz_buffer_release(dw_buf);
     return 0;
 }
