@@ -73,6 +73,23 @@ static view v_expand(view v, int64_t n) {
     return w;
 }
 
+/* Appends two axes of sizes n1, n2 (stride 0) and prepends one of n0: a per-channel value
+ * broadcast over [N, C, H, W], as a bias is. */
+static view v_around(view v, int64_t n0, int64_t n1, int64_t n2) {
+    view w = {.ndim = v.ndim + 3, .offset = v.offset};
+    w.shape[0] = n0;
+    w.strides[0] = 0;
+    for (int d = 0; d < v.ndim; d++) {
+        w.shape[d + 1] = v.shape[d];
+        w.strides[d + 1] = v.strides[d];
+    }
+    w.shape[v.ndim + 1] = n1;
+    w.shape[v.ndim + 2] = n2;
+    w.strides[v.ndim + 1] = w.strides[v.ndim + 2] = 0;
+    w.a = lz_broadcast_to(lz_expand_dims(lz_expand_dims(v.a, -1), -1), w.ndim, w.shape);
+    return w;
+}
+
 static int64_t v_size(const view *v) {
     int64_t n = 1;
     for (int d = 0; d < v->ndim; d++) n *= v->shape[d];
@@ -182,6 +199,11 @@ static void test_copy_broadcast_and_large(void **state) {
         check_copy(&e, raw, t, "broadcast of a transpose");
         view f = v_flip(v_expand(v_flip(b, 1), 2), 0);
         check_copy(&f, raw, t, "broadcast of a flip");
+        /* broadcast along the trailing axes: runs of one value crossing tiles */
+        view g = v_around(v_slice(b, 0, 2, 7, 2), 3, 5, 23);
+        check_copy(&g, raw, t, "broadcast over trailing axes");
+        view h = v_around(v_flip(v_slice(b, 1, 1, 4, 1), 1), 2, 1, 300);
+        check_copy(&h, raw, t, "broadcast over a long trailing axis");
         lz_pool_pop();
         free(raw);
     }

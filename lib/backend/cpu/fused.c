@@ -136,10 +136,44 @@ static void load_run(const char *p, lz_dtype t, int64_t st, int64_t run, int rep
     else load_run_raw(p, lz_dtype_size(t), st, run, d);
 }
 
+/* Fills n values of rep at d with the one element at p. */
+static void fill_run(const char *p, lz_dtype t, int rep, int64_t n, char *d) {
+    if (rep == REP_F) {
+        float v, *f = (float *)d;
+        load_run_f(p, t, 1, 1, &v);
+        for (int64_t j = 0; j < n; j++) f[j] = v;
+    } else if (rep == REP_I) {
+        int64_t v, *q = (int64_t *)d;
+        load_run_i(p, t, 1, 1, &v);
+        for (int64_t j = 0; j < n; j++) q[j] = v;
+    } else {
+        size_t es = lz_dtype_size(t);
+        for (int64_t j = 0; j < n; j++) memcpy(d + j * (int64_t)es, p, es);
+    }
+}
+
 void cpu_load(const char *base, lz_dtype t, int ndim, const int64_t *shape,
               const int64_t *strides, int64_t start, int64_t n, int rep, void *dst) {
     char *d0 = dst;
     size_t es = lz_dtype_size(t);
+    /* Broadcast along the trailing axes (a bias [C] over [N, C, H, W]): runs of one value,
+     * `same` long. Walked run by run below, that was a call per H*W/W-long stride-0 row. */
+    int k = ndim;
+    int64_t same = 1;
+    while (k > 0 && (strides[k - 1] == 0 || shape[k - 1] == 1)) same *= shape[--k];
+    if (k > 0 && k < ndim && same > 1) {
+        for (int64_t i = start, e = start + n; i < e;) {
+            int64_t o = i / same, run = same - i % same, off = 0;
+            if (run > e - i) run = e - i;
+            for (int d = k - 1; d >= 0; d--) {
+                off += o % shape[d] * strides[d];
+                o /= shape[d];
+            }
+            fill_run(base + off * (int64_t)es, t, rep, run, d0 + (i - start) * reg_size(rep, t));
+            i += run;
+        }
+        return;
+    }
     int64_t rs = reg_size(rep, t), idx[LZ_MAX_DIMS], off = 0, rem = start;
     for (int d = ndim - 1; d >= 0; d--) {
         idx[d] = shape[d] ? rem % shape[d] : 0;
