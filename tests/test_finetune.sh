@@ -153,6 +153,16 @@ gen $R/merged.h5 >g1 && gen $R/merged.h5 >g2 && cmp -s g1 g2 && head -c 8 g1 | g
     [ "$(head -c -1 g1 | wc -m)" = 68 ] && gen $R/adapter.h5 >g3 && head -c 8 g3 | grep -q "The jury" &&
     pass "eval merged.h5 and adapter.h5 --prompt sample text (deterministic for a seed)" || fail "sampling ($(head -c 100 g1))"
 
+# a LoRA run resumed half-way ends where the straight run does (the base is loaded again,
+# then the checkpoint's adapters and optimizer state)
+"${RECIPE[@]}" name=half train.steps=40 schedule.total_steps=80 >/dev/null 2>&1 &&
+    "${RECIPE[@]}" name=half schedule.total_steps=80 --resume runs/half >half.out 2>"$T/err" &&
+    "$EVAL" runs/half/last.h5 >e_h.out 2>&1 && "$EVAL" $R/last.h5 >e_l.out 2>&1 &&
+    grep -q "^resumed from runs/half/last.h5: step 40" half.out && ! grep -q "^before training" half.out &&
+    [ -n "$(loss e_h.out)" ] && [ "$(loss e_h.out)" = "$(loss e_l.out)" ] &&
+    pass "a LoRA run resumed at step 40 ends where the straight run does (loss $(loss e_h.out))" ||
+    fail "LoRA resume ($(loss e_h.out) vs $(loss e_l.out): $(head -c 300 "$T/err"))"
+
 # ---- mistakes ----
 "$TOOL" text own.h5 new.txt --val-fraction 0.1 >/dev/null 2>&1
 expect "data in another vocabulary than the checkpoint's" 2 \
