@@ -172,8 +172,9 @@ static void test_conv_half(void **state) {
 typedef struct { int64_t n, c, h, w, kh, kw, sh, sw, ph, pw; } pspec;
 
 /* mode 0: forward; 1: input gradient (max: dy at the argmax, avg: spread); 2 (max): gather. */
-static void ref_pool(const pspec *s, int is_max, int mode, int count_pad, const double *x,
-                     const double *v, double *out) {
+/* positive: max pool gradients (modes 1, 2) only through windows whose max is > 0 */
+static void ref_pool(const pspec *s, int is_max, int mode, int count_pad, int positive,
+                     const double *x, const double *v, double *out) {
     int64_t oh = out_len(s->h, s->ph, s->ph, s->kh, 1, s->sh);
     int64_t ow = out_len(s->w, s->pw, s->pw, s->kw, 1, s->sw);
     if (mode == 1) memset(out, 0, (size_t)(s->n * s->c * s->h * s->w) * sizeof *out);
@@ -197,8 +198,9 @@ static void ref_pool(const pspec *s, int is_max, int mode, int count_pad, const 
                 int64_t yi = (p * oh + i) * ow + j;
                 double div = count_pad ? (double)(s->kh * s->kw) : (double)cnt;
                 if (mode == 0) { out[yi] = is_max ? best : sum / div; continue; }
-                if (is_max && mode == 2) { out[yi] = v[arg]; continue; }
-                if (is_max) { out[arg] += v[yi]; continue; }
+                bool on = !positive || best > 0;
+                if (is_max && mode == 2) { out[yi] = on ? v[arg] : 0; continue; }
+                if (is_max) { if (on) out[arg] += v[yi]; continue; }
                 for (int64_t a = 0; a < s->kh; a++)
                     for (int64_t b = 0; b < s->kw; b++) {
                         int64_t ih = i * s->sh - s->ph + a, iw = j * s->sw - s->pw + b;
@@ -231,7 +233,7 @@ static void check_pool(const pspec *s, int nsp, int layout, uint64_t *seed, int 
                                : (is_max ? lz_max_pool1d : lz_avg_pool1d)(x.a, k[1], st[1], pd[1]);
         if (!y) fail_msg("pool failed: %s", lz_error());
         assert_memory_equal(lz_shape(y), ys, (size_t)(nsp + 2) * sizeof *ys);
-        ref_pool(s, is_max, 0, 1, x.v, NULL, ref);
+        ref_pool(s, is_max, 0, 1, 0, x.v, NULL, ref);
         t_assert_close(y, ref, dy.n, 1e-6, 1e-6);
         lz_release(y);
         lz_prim_id prim = is_max ? LZ_P_POOL_MAX : LZ_P_POOL_AVG;
@@ -243,7 +245,7 @@ static void check_pool(const pspec *s, int nsp, int layout, uint64_t *seed, int 
             g.count_pad = count_pad;
             if (!is_max) {
                 y = lz_window_node(prim, &g, x.a, NULL);
-                ref_pool(s, 0, 0, count_pad, x.v, NULL, ref);
+                ref_pool(s, 0, 0, count_pad, 0, x.v, NULL, ref);
                 t_assert_close(y, ref, dy.n, 1e-6, 1e-6);
                 lz_release(y);
             }
@@ -252,15 +254,26 @@ static void check_pool(const pspec *s, int nsp, int layout, uint64_t *seed, int 
                                   : lz_window_node(prim, &g, dy.a, NULL);
             if (!dx) fail_msg("pool grad failed: %s", lz_error());
             assert_memory_equal(lz_shape(dx), xs, (size_t)(nsp + 2) * sizeof *xs);
-            ref_pool(s, is_max, 1, count_pad, x.v, dy.v, ref);
+            ref_pool(s, is_max, 1, count_pad, 0, x.v, dy.v, ref);
             t_assert_close(dx, ref, x.n, 1e-6, 1e-6);
             lz_release(dx);
             if (is_max) {
                 g.mode = LZ_WIN_GATHER;
                 lz_array *gh = lz_window_node(prim, &g, x.a, h.a);
-                ref_pool(s, 1, 2, 1, x.v, h.v, ref);
+                ref_pool(s, 1, 2, 1, 0, x.v, h.v, ref);
                 t_assert_close(gh, ref, dy.n, 0, 0);
                 lz_release(gh);
+                /* through a relu: only windows whose max is > 0 */
+                g.positive = 1;
+                gh = lz_window_node(prim, &g, x.a, h.a);
+                ref_pool(s, 1, 2, 1, 1, x.v, h.v, ref);
+                t_assert_close(gh, ref, dy.n, 0, 0);
+                lz_release(gh);
+                g.mode = LZ_WIN_INPUT_GRAD;
+                dx = lz_window_node(prim, &g, x.a, dy.a);
+                ref_pool(s, 1, 1, 1, 1, x.v, dy.v, ref);
+                t_assert_close(dx, ref, x.n, 1e-6, 1e-6);
+                lz_release(dx);
             }
         }
     }
@@ -275,6 +288,10 @@ static void test_pool(void **state) {
     uint64_t seed = 9;
     static const pspec p2[] = {
         {2, 3, 6, 6, 2, 2, 2, 2, 0, 0},
+        {2, 2, 7, 5, 2, 2, 2, 2, 0, 0},   /* 2x2 windows leave a row and a column out */
+        {3, 4, 5, 6, 2, 2, 2, 2, 0, 0},
+        {1, 2, 5, 37, 2, 2, 2, 2, 0, 0},  /* rows of 18 windows: more than a vector */
+        {1, 2, 4, 64, 2, 2, 2, 2, 0, 0},  /* two full vectors */
         {2, 3, 7, 5, 3, 3, 2, 2, 1, 1},
         {1, 2, 5, 8, 3, 2, 1, 2, 1, 1},   /* overlapping windows */
         {1, 1, 1, 1, 1, 1, 1, 1, 0, 0},
@@ -307,6 +324,54 @@ static void test_pool(void **state) {
     lz_release(y);
     lz_release(x2);
     lz_release(x);
+}
+
+/* The gradient of max_pool(relu(x)): relu's vjp folds its mask into the pool's input
+ * gradient (the pool's `positive` mode). Checked against the chain written out here: the
+ * cotangent goes to the first max of each window of relu(x), and only where x > 0 there. */
+typedef struct { int k, st, pad; } relu_pool;
+
+static int relu_pool_fn(void *ctx, int n, lz_array *const *x, lz_array **out) {
+    (void)n;
+    const relu_pool *c = ctx;
+    int k[2] = {c->k, c->k}, st[2] = {c->st, c->st}, pd[2] = {c->pad, c->pad};
+    out[0] = lz_max_pool2d(lz_relu(x[0]), k, st, pd);
+    return out[0] ? 1 : -1;
+}
+
+static void test_relu_pool_grad(void **state) {
+    (void)state;
+    uint64_t seed = 13;
+    static const relu_pool cases[] = {{2, 2, 0}, {3, 2, 1}, {3, 3, 0}};
+    int64_t xs[4] = {2, 3, 9, 11};
+    for (size_t ci = 0; ci < sizeof cases / sizeof *cases; ci++)
+        for (int l = T_CONTIG; l <= T_TRANSPOSED; l++)
+            for (int ties = 0; ties < 2; ties++) {
+                const relu_pool *c = &cases[ci];
+                pspec s = {2, 3, 9, 11, c->k, c->k, c->st, c->st, c->pad, c->pad};
+                int64_t oh = out_len(9, c->pad, c->pad, c->k, 1, c->st);
+                int64_t ow = out_len(11, c->pad, c->pad, c->k, 1, c->st);
+                int64_t ys[4] = {2, 3, oh, ow};
+                tarr x = t_rand(4, xs, LZ_F32, ties ? -2 : -1, ties ? 2 : 1, &seed, l);
+                if (ties) {   /* whole numbers: zeros and equal values in windows */
+                    lz_array *f = lz_floor(x.a);
+                    lz_release(x.a);
+                    x.a = f;
+                    for (int64_t i = 0; i < x.n; i++) x.v[i] = floor(x.v[i]);
+                }
+                tarr r = t_rand(4, ys, LZ_F32, -1, 1, &seed, T_CONTIG);
+                double *rx = malloc((size_t)x.n * sizeof *rx), *ref = malloc((size_t)x.n * sizeof *ref);
+                for (int64_t i = 0; i < x.n; i++) rx[i] = x.v[i] > 0 ? x.v[i] : 0;
+                ref_pool(&s, 1, 1, 1, 1, rx, r.v, ref);   /* into windows whose max is > 0 */
+                lz_array *g = NULL;
+                assert_int_equal(lz_vjp(relu_pool_fn, (void *)c, 1, &x.a, 1, &r.a, NULL, 0, &g), 1);
+                t_assert_close(g, ref, x.n, 1e-6, 1e-6);
+                lz_release(g);
+                free(rx);
+                free(ref);
+                t_free(&x);
+                t_free(&r);
+            }
 }
 
 static void test_errors(void **state) {
@@ -362,6 +427,7 @@ int main(void) {
         cmocka_unit_test(test_conv1d),
         cmocka_unit_test(test_conv_half),
         cmocka_unit_test(test_pool),
+        cmocka_unit_test(test_relu_pool_grad),
         cmocka_unit_test(test_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

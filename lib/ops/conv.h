@@ -28,7 +28,11 @@
  * each built with lz_window_node(prim, mode, &geometry_of_the_node, a, b).
  *
  * Max pool ties go to the first position of the window in row-major order; a NaN wins (it
- * propagates, as in PyTorch). Avg pool divides by KH*KW (count_pad = 1, PyTorch's default
+ * propagates, as in PyTorch). POOL_MAX INPUT_GRAD and GATHER with `positive` set count only
+ * windows whose max is > 0 (the others give 0): the gradient of max_pool(relu(.)) through
+ * the relu in one pass, which relu's vjp builds when its cotangent is the pool's INPUT_GRAD
+ * of its own output (x > 0 at the argmax exactly where the relu passes). The two flagged
+ * modes are each other's transposes, as the unflagged ones, and inherit the flag. Avg pool divides by KH*KW (count_pad = 1, PyTorch's default
  * count_include_pad=True) or by the number of non-padding positions (count_pad = 0).
  *
  * Params layout (lz_params.i), the same for the three primitives:
@@ -36,6 +40,7 @@
  *   i[4..5]   input size H, W of the forward x     i[6..7]   kernel size KH, KW
  *   i[8..9]   stride      i[10..11] padding before (top, left)
  *   i[12..13] padding after (bottom, right)        i[14..15] dilation
+ *   i[16] positive (POOL_MAX INPUT_GRAD / GATHER)
  * In 1-d (nsp == 1) the H entries are H = KH = stride = dilation = 1, padding 0. */
 #ifndef LZ_CONV_H
 #define LZ_CONV_H
@@ -47,13 +52,14 @@ enum { LZ_WIN_FORWARD, LZ_WIN_INPUT_GRAD, LZ_WIN_WEIGHT_GRAD, LZ_WIN_GATHER = LZ
 
 typedef struct {
     int mode, nsp;
-    int64_t groups, count_pad;
+    int64_t groups, count_pad, positive;
     int64_t in[2], kernel[2], stride[2], pad_lo[2], pad_hi[2], dilation[2];
 } lz_window;
 
 static inline void lz_window_to_params(const lz_window *g, lz_params *p) {
     memset(p, 0, sizeof *p);
     p->i[0] = g->mode; p->i[1] = g->nsp; p->i[2] = g->groups; p->i[3] = g->count_pad;
+    p->i[16] = g->positive;
     for (int d = 0; d < 2; d++) {
         p->i[4 + d] = g->in[d];       p->i[6 + d] = g->kernel[d];
         p->i[8 + d] = g->stride[d];   p->i[10 + d] = g->pad_lo[d];
@@ -63,7 +69,7 @@ static inline void lz_window_to_params(const lz_window *g, lz_params *p) {
 
 static inline lz_window lz_window_of(const lz_params *p) {
     lz_window g = {.mode = (int)p->i[0], .nsp = (int)p->i[1], .groups = p->i[2],
-                   .count_pad = p->i[3]};
+                   .count_pad = p->i[3], .positive = p->i[16]};
     for (int d = 0; d < 2; d++) {
         g.in[d] = p->i[4 + d];       g.kernel[d] = p->i[6 + d];
         g.stride[d] = p->i[8 + d];   g.pad_lo[d] = p->i[10 + d];

@@ -529,10 +529,12 @@ static void max4(float (*restrict u)[64], int n, float *restrict best, int *rest
  * in output order across rows: the windows' values are first copied to four arrays so that
  * max4 runs on full vectors (a row of an MNIST map has only 13 or 5 windows, too few for
  * the vector loop, and scalar a window cost ~20 cycles of mispredicted compares). Windows
- * do not overlap, so INPUT_GRAD stores (rather than adds) each window's gradient at its max
- * into the zeroed dx. */
+ * do not overlap and cover the plane but for an odd last row or column, so INPUT_GRAD
+ * writes each window whole (the gradient at its max, zeros around) and zeros the rest: dx
+ * is written once, not zeroed and then scattered into. `positive`: windows whose max is not
+ * > 0 give 0 (see conv.h). */
 static void max_plane_2x2(const float *pa, const t4 *a, const float *pb, const t4 *b,
-                          const geo *g, int mode, float *py) {
+                          const geo *g, int mode, bool positive, float *py) {
     enum { CH = 64 };
     float u[4][CH], m[CH];
     int k[CH];
@@ -554,19 +556,104 @@ static void max_plane_2x2(const float *pa, const t4 *a, const float *pb, const t
         ow = ow0;
         for (int j = 0; j < n; j++) {
             int64_t ih = 2 * oh + (k[j] >> 1), iw = 2 * ow + (k[j] & 1);
-            if (mode == LZ_WIN_GATHER) py[q0 + j] = pb[ih * b->sh + iw * b->sw];
-            else py[ih * g->w + iw] = pb[oh * b->sh + ow * b->sw];
+            bool on = !positive || m[j] > 0;
+            if (mode == LZ_WIN_GATHER) {
+                py[q0 + j] = on ? pb[ih * b->sh + iw * b->sw] : 0.0f;
+            } else {
+                float v = on ? pb[oh * b->sh + ow * b->sw] : 0.0f;
+                float *d0 = py + 2 * oh * g->w + 2 * ow, *d1 = d0 + g->w;
+                d0[0] = k[j] == 0 ? v : 0.0f;
+                d0[1] = k[j] == 1 ? v : 0.0f;
+                d1[0] = k[j] == 2 ? v : 0.0f;
+                d1[1] = k[j] == 3 ? v : 0.0f;
+            }
             if (++ow == g->ow) { ow = 0; oh++; }
         }
     }
+    if (mode != LZ_WIN_INPUT_GRAD) return;
+    for (int64_t ih = 0; ih < 2 * g->oh && g->w > 2 * g->ow; ih++)   /* odd last column */
+        for (int64_t iw = 2 * g->ow; iw < g->w; iw++) py[ih * g->w + iw] = 0;
+    for (int64_t ih = 2 * g->oh; ih < g->h; ih++)                      /* odd last row */
+        memset(py + ih * g->w, 0, (size_t)g->w * 4);
 }
+
+#ifdef __AVX512F__
+/* The 2x2 stride-2 pool of one plane with dense rows (x, and dy or h, with unit column
+ * strides), 16 windows at a time in AVX-512 registers: a window row pair is loaded as it
+ * lies, split into the windows' four corners by permutes, and INPUT_GRAD's two dx rows are
+ * put back together the same way, so every load and store is a whole vector (the chunked
+ * version above stores dx four floats a window, which cost more than the rest of a CNN's
+ * pooling). Same rule as max4: first max in row-major order, a NaN wins. */
+static void max_plane_2x2_v(const float *pa, const t4 *a, const float *pb, const t4 *b,
+                            const geo *g, int mode, bool positive, float *py) {
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+    const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    const __m512i hi = _mm512_add_epi32(lo, _mm512_set1_epi32(8));
+    for (int64_t oh = 0; oh < g->oh; oh++) {
+        const float *r0 = pa + 2 * oh * a->sh, *r1 = r0 + a->sh;
+        for (int64_t ow = 0; ow < g->ow; ow += 16) {
+            int64_t cnt = g->ow - ow < 16 ? g->ow - ow : 16, nin = 2 * cnt;
+            __mmask16 ma = (__mmask16)(nin >= 16 ? 0xffff : (1u << nin) - 1);
+            __mmask16 mb = (__mmask16)(nin <= 16 ? 0 : (1u << (nin - 16)) - 1);
+            __mmask16 mo = (__mmask16)((1u << cnt) - 1);
+            const float *p0 = r0 + 2 * ow, *p1 = r1 + 2 * ow;
+            __m512 x0 = _mm512_maskz_loadu_ps(ma, p0), x1 = _mm512_maskz_loadu_ps(mb, p0 + 16);
+            __m512 y0 = _mm512_maskz_loadu_ps(ma, p1), y1 = _mm512_maskz_loadu_ps(mb, p1 + 16);
+            __m512 u[4] = {_mm512_permutex2var_ps(x0, even, x1), _mm512_permutex2var_ps(x0, odd, x1),
+                           _mm512_permutex2var_ps(y0, even, y1), _mm512_permutex2var_ps(y0, odd, y1)};
+            __m512 m = u[0];
+            __m512i k = _mm512_setzero_si512();
+            for (int c = 1; c < 4; c++) {
+                __mmask16 nan_m = _mm512_cmp_ps_mask(m, m, _CMP_UNORD_Q);
+                __mmask16 win = _mm512_cmp_ps_mask(u[c], m, _CMP_GT_OQ) |
+                                (_mm512_cmp_ps_mask(u[c], u[c], _CMP_UNORD_Q) & (__mmask16)~nan_m);
+                m = _mm512_mask_mov_ps(m, win, u[c]);
+                k = _mm512_mask_mov_epi32(k, win, _mm512_set1_epi32(c));
+            }
+            if (mode == LZ_WIN_FORWARD) {
+                _mm512_mask_storeu_ps(py + oh * g->ow + ow, mo, m);
+                continue;
+            }
+            __mmask16 on = positive ? _mm512_cmp_ps_mask(m, _mm512_setzero_ps(), _CMP_GT_OQ) : 0xffff;
+            __mmask16 at[4];
+            for (int c = 0; c < 4; c++)
+                at[c] = _mm512_cmpeq_epi32_mask(k, _mm512_set1_epi32(c)) & on;
+            if (mode == LZ_WIN_GATHER) {   /* h at the argmax, from h's own row pair */
+                const float *h0 = pb + 2 * oh * b->sh + 2 * ow, *h1 = h0 + b->sh;
+                __m512 a0 = _mm512_maskz_loadu_ps(ma, h0), a1 = _mm512_maskz_loadu_ps(mb, h0 + 16);
+                __m512 c0 = _mm512_maskz_loadu_ps(ma, h1), c1 = _mm512_maskz_loadu_ps(mb, h1 + 16);
+                __m512 v = _mm512_maskz_mov_ps(at[0], _mm512_permutex2var_ps(a0, even, a1));
+                v = _mm512_mask_mov_ps(v, at[1], _mm512_permutex2var_ps(a0, odd, a1));
+                v = _mm512_mask_mov_ps(v, at[2], _mm512_permutex2var_ps(c0, even, c1));
+                v = _mm512_mask_mov_ps(v, at[3], _mm512_permutex2var_ps(c0, odd, c1));
+                _mm512_mask_storeu_ps(py + oh * g->ow + ow, mo, v);
+                continue;
+            }
+            __m512 v = _mm512_maskz_loadu_ps(mo, pb + oh * b->sh + ow);
+            __m512 e[4];
+            for (int c = 0; c < 4; c++) e[c] = _mm512_maskz_mov_ps(at[c], v);
+            float *d0 = py + 2 * oh * g->w + 2 * ow, *d1 = d0 + g->w;
+            _mm512_mask_storeu_ps(d0, ma, _mm512_permutex2var_ps(e[0], lo, e[1]));
+            _mm512_mask_storeu_ps(d0 + 16, mb, _mm512_permutex2var_ps(e[0], hi, e[1]));
+            _mm512_mask_storeu_ps(d1, ma, _mm512_permutex2var_ps(e[2], lo, e[3]));
+            _mm512_mask_storeu_ps(d1 + 16, mb, _mm512_permutex2var_ps(e[2], hi, e[3]));
+        }
+    }
+    if (mode != LZ_WIN_INPUT_GRAD) return;
+    for (int64_t ih = 0; ih < 2 * g->oh && g->w > 2 * g->ow; ih++)   /* odd last column */
+        for (int64_t iw = 2 * g->ow; iw < g->w; iw++) py[ih * g->w + iw] = 0;
+    for (int64_t ih = 2 * g->oh; ih < g->h; ih++)                      /* odd last row */
+        memset(py + ih * g->w, 0, (size_t)g->w * 4);
+}
+#endif
 
 /* Max pooling of one plane when every window lies inside it (no padding): the generic loop's
  * bounds checks, branches and division of the flat argmax back into (ih, iw) per window made
  * the pools of an MNIST CNN cost about a third of its training step. The same first-max /
  * NaN-wins rule as argmax_window. Modes as in pool_kernel; py is the plane's output. */
 static void max_plane_inside(const float *pa, const t4 *a, const float *pb, const t4 *b,
-                             const geo *g, int mode, float *py) {
+                             const geo *g, int mode, bool positive, float *py) {
     int64_t rh = g->dh * a->sh, rw = g->dw * a->sw, bh, bw;
     for (int64_t oh = 0; oh < g->oh; oh++) {
         const float *row = pa + oh * g->sh * a->sh;
@@ -577,10 +664,11 @@ static void max_plane_inside(const float *pa, const t4 *a, const float *pb, cons
                 yr[ow] = window_max(row + ow * step, rh, rw, g->kh, g->kw, &bh, &bw);
         } else {
             for (int64_t ow = 0; ow < g->ow; ow++) {
-                window_max(row + ow * step, rh, rw, g->kh, g->kw, &bh, &bw);
+                float mx = window_max(row + ow * step, rh, rw, g->kh, g->kw, &bh, &bw);
+                bool on = !positive || mx > 0;
                 int64_t ih = oh * g->sh + bh * g->dh, iw = ow * g->sw + bw * g->dw;
-                if (mode == LZ_WIN_GATHER) yr[ow] = pb[ih * b->sh + iw * b->sw];
-                else py[ih * g->w + iw] += pb[oh * b->sh + ow * b->sw];
+                if (mode == LZ_WIN_GATHER) yr[ow] = on ? pb[ih * b->sh + iw * b->sw] : 0.0f;
+                else if (on) py[ih * g->w + iw] += pb[oh * b->sh + ow * b->sw];
             }
         }
     }
@@ -597,16 +685,26 @@ static int pool_kernel(lz_array *out, lz_array *const *in, const lz_params *p, b
     int64_t kk = g.kh * g.kw;
     lz_stats_add(1, (uint64_t)(planes * (2 * hw + ohw)) * 4, 0);
     bool scatter = mode == LZ_WIN_INPUT_GRAD;
-    if (scatter) memset(y, 0, (size_t)(planes * hw) * 4);
-    if (is_max && !g.ph && !g.pw && !win.pad_hi[0] && !win.pad_hi[1] && g.kh > 0 && g.kw > 0) {
-        bool two = g.kh == 2 && g.kw == 2 && g.sh == 2 && g.sw == 2 && g.dh == 1 && g.dw == 1;
+    bool positive = is_max && win.positive && mode != LZ_WIN_FORWARD;
+    bool inside = is_max && !g.ph && !g.pw && !win.pad_hi[0] && !win.pad_hi[1] && g.kh > 0 &&
+                  g.kw > 0;
+    bool two = inside && g.kh == 2 && g.kw == 2 && g.sh == 2 && g.sw == 2 && g.dh == 1 &&
+               g.dw == 1;
+    if (scatter && !two) memset(y, 0, (size_t)(planes * hw) * 4);   /* 2x2 writes dx whole */
+    if (inside) {
         #pragma omp parallel for num_threads(threads_for(planes * ohw * kk)) schedule(static)
         for (int64_t t = 0; t < planes; t++) {
             int64_t n = t / out->shape[1], c = t % out->shape[1];
             const float *pa = a.p + n * a.sn + c * a.sc, *pb = b.p ? b.p + n * b.sn + c * b.sc : NULL;
             float *py = y + t * (scatter ? hw : ohw);
-            if (two) max_plane_2x2(pa, &a, pb, &b, &g, mode, py);
-            else max_plane_inside(pa, &a, pb, &b, &g, mode, py);
+#ifdef __AVX512F__
+            if (two && a.sw == 1 && (mode == LZ_WIN_FORWARD || b.sw == 1)) {
+                max_plane_2x2_v(pa, &a, pb, &b, &g, mode, positive, py);
+                continue;
+            }
+#endif
+            if (two) max_plane_2x2(pa, &a, pb, &b, &g, mode, positive, py);
+            else max_plane_inside(pa, &a, pb, &b, &g, mode, positive, py);
         }
         return 0;
     }
@@ -622,6 +720,7 @@ static int pool_kernel(lz_array *out, lz_array *const *in, const lz_params *p, b
                 if (is_max) {
                     int64_t i = argmax_window(pa, &a, &g, oh, ow);
                     int64_t ih = i / (g.w ? g.w : 1), iw = i - ih * g.w;
+                    if (i >= 0 && positive && !(pa[ih * a.sh + iw * a.sw] > 0)) i = -1;
                     if (mode == LZ_WIN_FORWARD)
                         py[k] = i < 0 ? -INFINITY : pa[ih * a.sh + iw * a.sw];
                     else if (mode == LZ_WIN_GATHER)
