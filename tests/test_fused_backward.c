@@ -133,6 +133,8 @@ static void test_values_and_gradients(void **state) {
         {1, {1, 0}, 70, 2, 16, 1, 0},      /* past one forward block (64 rows), causal */
         {1, {1, 0}, 70, 1, 16, 0, 0},      /* the same, full */
         {1, {3, 0}, 130, 4, 32, 1, 0},     /* past one key block (128), the GPT's head size */
+        {1, {2, 0}, 64, 2, 32, 1, 0},      /* head size 32, T % 16 == 0: register-tiled path */
+        {1, {1, 0}, 48, 3, 32, 0, 0.3},    /* the same, full attention, T % 32 != 0 */
         {1, {0, 0}, 6, 2, 3, 1, 0},        /* size-0 batch */
         {1, {2, 0}, 0, 2, 3, 1, 0},        /* no positions */
     };
