@@ -177,10 +177,12 @@ const lz_config_key lz_config_schema[] = {
     {"finetune.strict", LZ_CFG_BOOL, "true", .doc =
         "Missing or unexpected names and shape mismatches are errors (false: reported, skipped)."},
     {"finetune.freeze", LZ_CFG_STRS, "[]", .doc =
-        "Glob patterns of parameter names that are not trained, e.g. `layers.0.*`."},
+        "Glob patterns of parameter names that are not trained, e.g. `conv*`, `blocks.0.*`; "
+        "the model summary lists the names."},
     {"finetune.head", LZ_CFG_MAP, .doc = "Replacing the output layer."},
     {"finetune.head.name", LZ_CFG_STR, "null", NUL, .doc =
-        "Module re-initialised instead of loaded (e.g. `head`, `layers.6`); null: keep all."},
+        "Module re-initialised instead of loaded (`head` in mlp and cnn models, `6` for item 6 "
+        "of model.layers); null: keep all."},
     {"finetune.head.out", LZ_CFG_INT, "null", NUL, .range = "[1, inf)", .doc =
         "Outputs of the new head; null: the number of classes of the dataset."},
     {"finetune.lora", LZ_CFG_MAP, .doc = "Low-rank adapters (LoRA)."},
