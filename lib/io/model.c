@@ -1,5 +1,6 @@
 /* Models from experiment configs (see model.h). */
 #include "model.h"
+#include "core/strbuf.h"
 
 #include <assert.h>
 #include <math.h>
@@ -264,23 +265,16 @@ int lz_model_apply_lora(lz_module *m, const lz_config *cfg, lz_key key) {
 
 char *lz_model_summary(lz_module *m, const lz_model_shape *in) {
     if (lz_model_gpt(m)) return lz_model_gpt_summary(m);
-    size_t cap = 4096, len = 0;
-    char *s = malloc(cap);
-    if (!s) return lz_fail("model summary: out of memory");
-    s[0] = 0;
-#define APPEND(...) do { \
-        int w_ = snprintf(NULL, 0, __VA_ARGS__); \
-        if (len + (size_t)w_ + 1 > cap) { cap = 2 * cap + (size_t)w_; char *t_ = realloc(s, cap); \
-            if (!t_) { free(s); return lz_fail("model summary: out of memory"); } s = t_; } \
-        snprintf(s + len, cap - len, __VA_ARGS__); len += (size_t)w_; } while (0)
+    lz_strbuf b = {0};
     bool training = lz_module_is_training(m);
     lz_module_train(m, false);
     lz_pool_push();
     int64_t shape[4] = {1, in->channels, in->height, in->width};
     lz_array *x = lz_zeros(4, shape, LZ_F32);
     char sh[64], desc[160], name[64];
-    APPEND("  %-8s %-12s %-44s %-18s %10s\n", "layer", "kind", "configuration", "output", "params");
-    APPEND("  %-8s %-12s %-44s %-18s %10s\n", "", "input", "", lz_shape_str(x, sh, sizeof sh), "");
+    const char *row = "  %-8s %-12s %-44s %-18s %10s\n";
+    lz_strbuf_printf(&b, row, "layer", "kind", "configuration", "output", "params");
+    lz_strbuf_printf(&b, row, "", "input", "", lz_shape_str(x, sh, sizeof sh), "");
     int n = lz_module_num_children(m);
     for (int i = 0; i < n && x; i++) {
         lz_module *c = lz_module_child_at(m, i);
@@ -295,15 +289,16 @@ char *lz_model_summary(lz_module *m, const lz_model_shape *in) {
             if (at) memmove(at, at + strlen(noise[j]), strlen(at + strlen(noise[j])) + 1);
         }
         x = lz_module_forward(c, x, NULL);
-        APPEND("  %-8s %-12s %-44s %-18s %10lld\n", lz_module_path(c, name, sizeof name), k->name, desc,
-               x ? lz_shape_str(x, sh, sizeof sh) : "?", (long long)lz_module_num_params(c, false));
+        lz_strbuf_printf(&b, "  %-8s %-12s %-44s %-18s %10lld\n", lz_module_path(c, name, sizeof name),
+                         k->name, desc, x ? lz_shape_str(x, sh, sizeof sh) : "?",
+                         (long long)lz_module_num_params(c, false));
     }
     lz_pool_pop();
     lz_module_train(m, training);
-    APPEND("  parameters: %lld (%lld trainable)\n", (long long)lz_module_num_params(m, false),
-           (long long)lz_module_num_params(m, true));
-#undef APPEND
-    return s;
+    lz_strbuf_printf(&b, "  parameters: %lld (%lld trainable)\n",
+                     (long long)lz_module_num_params(m, false), (long long)lz_module_num_params(m, true));
+    char *s = lz_strbuf_take(&b);
+    return s ? s : lz_fail("model summary: out of memory");
 }
 
 /* ---- loss ---- */
