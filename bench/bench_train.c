@@ -396,8 +396,9 @@ int main(int argc, char **argv) {
         tt = best2(tt, torch_step("gpt", gsteps, &tc));
         double tok = (double)(B * T);
         /* per token: linear layers 6 flops per weight (forward, both gradients), attention
-         * scores and values 2 * 2 T D forward per layer (full T: the kernels do not skip the
-         * causal half), three times that with backward */
+         * scores and values 2 * 2 T D forward per layer, three times that with backward,
+         * counted over the full T x T as PyTorch's masked step computes them (leibniz's
+         * kernels skip most of the causal half, so its own count is lower) */
         double weights = (double)L * 12 * D * D + D * V;
         double flops = tok * (6 * weights + 3 * L * 4.0 * T * D);
         printf("BENCH gpt_4l_128d_tokens_per_s %.0f tokens/s\n", tok / t);
