@@ -152,10 +152,20 @@ static void fill_run(const char *p, lz_dtype t, int rep, int64_t n, char *d) {
     }
 }
 
-void cpu_load(const char *base, lz_dtype t, int ndim, const int64_t *shape,
-              const int64_t *strides, int64_t start, int64_t n, int rep, void *dst) {
+void cpu_load(const char *base, lz_dtype t, int ndim, const int64_t *shape0,
+              const int64_t *strides0, int64_t start, int64_t n, int rep, void *dst) {
     char *d0 = dst;
     size_t es = lz_dtype_size(t);
+    /* Trailing axes that lie one after the other in memory (H and W of a plane read in
+     * [C, N, H, W] order by a per-channel sum) are one axis: runs of H*W, not of W. */
+    int64_t shape[LZ_MAX_DIMS], strides[LZ_MAX_DIMS];
+    for (int d = 0; d < ndim; d++) { shape[d] = shape0[d]; strides[d] = strides0[d]; }
+    while (ndim > 1 && strides[ndim - 1] != 0 &&
+           strides[ndim - 2] == shape[ndim - 1] * strides[ndim - 1]) {
+        shape[ndim - 2] *= shape[ndim - 1];
+        strides[ndim - 2] = strides[ndim - 1];
+        ndim--;
+    }
     /* Broadcast along the trailing axes (a bias [C] over [N, C, H, W]): runs of one value,
      * `same` long. Walked run by run below, that was a call per H*W/W-long stride-0 row. */
     int k = ndim;
