@@ -7,7 +7,8 @@
  * (batch 32 x 128 tokens).
  * The achieved rate of the cached generation is the FLOPs its kernels report (lz_stats: the
  * matmuls and attention; the re-feeding of half a window after each restart included) over
- * its time, set against the best 1024^3 cblas_sgemm measured here on the same threads.
+ * its time, set against the best 1024^3 cblas_sgemm measured here on the same threads
+ * (before and after the generation: the better of the two, as bench_train does).
  *   BENCH gpt_sample_kv_cache <x> tokens/s
  *   BENCH gpt_sample_kv_cache_GFLOPs <x> GFLOP/s
  *   BENCH sgemm_peak_GFLOPs <x> GFLOP/s
@@ -97,6 +98,7 @@ int main(int argc, char **argv) {
         setenv("OMP_WAIT_POLICY", "passive", 1);
         execv("/proc/self/exe", argv);
     }
+    double peak = sgemm_peak();
     lz_module *m = build("model.checkpoint_blocks=false");
     int32_t prompt[6] = {30, 27, 25, 17, 27, 10}, out[256];
     const char *names[2] = {"gpt_sample_kv_cache", "gpt_sample_recompute"};
@@ -112,7 +114,8 @@ int main(int argc, char **argv) {
         double t = now() - t0, gf = (double)(lz_stats().flops - f0) / t * 1e-9;
         printf("BENCH %s %.1f tokens/s\n", names[k], n / t);
         if (k == 0) {
-            double peak = sgemm_peak();
+            double again = sgemm_peak();
+            if (again > peak) peak = again;
             printf("BENCH gpt_sample_kv_cache_GFLOPs %.2f GFLOP/s\n", gf);
             printf("BENCH sgemm_peak_GFLOPs %.1f GFLOP/s\n", peak);
             printf("BENCH gpt_sample_kv_cache_of_peak %.1f %%\n", 100.0 * gf / peak);
