@@ -127,6 +127,8 @@ static const spec specs2[] = {
     {2, 3, 2, 5, 5, 4, 4, 3, 3, 2, 2, 2, 2, 1, 1, 1},     /* kernel 4 stride 3 */
     {2, 2, 2, 4, 4, 5, 5, 1, 1, 1, 1, 0, 2, 1, 1, 1},     /* kernel > input, asymmetric pad */
     {5, 1, 4, 10, 10, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1},   /* one channel, "same" (MNIST conv1) */
+    {2, 1, 3, 7, 37, 3, 3, 1, 1, 2, 2, 2, 2, 2, 2, 1},    /* one channel: dilation, rows > 16 */
+    {3, 1, 2, 6, 19, 5, 5, 1, 1, 2, 2, 2, 2, 1, 1, 1},    /* one channel 5x5 */
     {3, 2, 3, 9, 7, 3, 3, 1, 1, 2, 2, 2, 2, 2, 2, 1},     /* "same" with dilation 2 */
     {2, 3, 2, 6, 5, 5, 5, 1, 1, 2, 2, 2, 2, 1, 1, 1},     /* "same" 5x5 */
     {2, 3, 2, 6, 5, 2, 2, 1, 1, 0, 0, 1, 1, 1, 1, 1},     /* "same" by padding after only */
