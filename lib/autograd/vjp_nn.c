@@ -1,8 +1,12 @@
 /* vjp rules of the fused nn kernels: softmax, log_softmax, layer_norm, rms_norm, attention
  * (node layouts: lib/ops/nn.c). Their kernels keep no statistics for the backward pass, so
- * the rules recompute what they need (means, inverse deviations, attention probabilities)
- * with ordinary ops; those fuse into the backward graph, and being ordinary ops they can be
- * differentiated again. Inputs reach these nodes as float32. */
+ * the rules recompute what they need (means, inverse deviations, attention probabilities).
+ * Softmax, log_softmax and the three-input attention do it with ordinary ops, which fuse
+ * into the backward graph and can be differentiated again. The norms and the packed
+ * attention (lz_attention_qkv) get one fused backward kernel (lz_norm_grad,
+ * lz_attention_qkv_grad: the same primitive with a backward flag); the rule of such a
+ * backward node differentiates its composite form (norm_terms, attention_terms) through
+ * ad_vjp_masked, so gradients of gradients still work. Inputs reach these nodes as float32. */
 #include <math.h>
 #include <string.h>
 #include "rules.h"
@@ -146,8 +150,9 @@ typedef struct { int64_t heads; double scale; int causal; } qkv_ctx;
 
 /* part (0 q, 1 k, 2 v) of qkv [..., T, 3 H D] as [..., H, T, D] */
 static lz_array *qkv_part(lz_array *x, int part, int64_t heads) {
+    if (!x) return NULL;
     int64_t w = x->shape[x->ndim - 1] / 3;
-    return x ? split_heads(lz_slice_axis(x, -1, part * w, (part + 1) * w, 1), heads) : NULL;
+    return split_heads(lz_slice_axis(x, -1, part * w, (part + 1) * w, 1), heads);
 }
 
 /* The backward of packed attention written with ordinary ops, as a function of (qkv, dout):
