@@ -118,7 +118,10 @@ static const spec specs2[] = {
     {3, 4, 4, 6, 6, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 4},     /* depthwise */
     {2, 4, 8, 5, 5, 3, 3, 2, 1, 1, 2, 1, 2, 1, 2, 4},     /* depthwise x2, mixed */
     {4, 16, 16, 16, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 16}, /* depthwise: groups on threads */
-    {9, 8, 16, 12, 12, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1},  /* GEMMs threaded by OpenBLAS */
+    {9, 8, 16, 12, 12, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1},  /* Winograd (forward, input grad) */
+    {3, 9, 10, 7, 5, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1},    /* Winograd, odd sizes */
+    {37, 8, 9, 5, 7, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1},    /* Winograd, blocks and a rest */
+    {2, 8, 8, 1, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1},     /* Winograd, one pixel */
     {1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1},     /* all ones */
     {2, 5, 3, 4, 4, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1},     /* pointwise, small: im2col */
     {1, 3, 2, 48, 50, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1},   /* pointwise, big: read directly */

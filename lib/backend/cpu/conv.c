@@ -109,7 +109,10 @@ static void tap_same(const float *plane, const geo *g, int64_t kh, int64_t kw, i
     if (r1 < r0) r1 = r0;
     int64_t q0 = r0 * w, q1 = r1 * w;
     int64_t a = q0 > -shift ? q0 : -shift, b = q1 < hw - shift ? q1 : hw - shift;
-    if (b < a) b = a;
+    if (b <= a) {   /* the tap sees only padding (a kernel wider than the image) */
+        memset(dst, 0, (size_t)hw * 4);
+        return;
+    }
     memset(dst, 0, (size_t)a * 4);
     memcpy(dst + a, plane + a + shift, (size_t)(b - a) * 4);
     memset(dst + b, 0, (size_t)(hw - b) * 4);
@@ -420,6 +423,10 @@ static int one_channel_conv(const conv_job *j, const geo *g, int64_t n, int64_t 
 }
 #endif
 
+int cpu_winograd_3x3(const float *x, int64_t n, int64_t c, int64_t h, int64_t w,
+                     const int64_t *xs, const float *wt, int flip, int64_t o, float *y,
+                     int threads);
+
 static int conv_kernel(lz_array *out, lz_array *const *in, const lz_params *p) {
     lz_window win = lz_window_of(p);
     conv_job j = {.g = geo_of(&win), .mode = win.mode, .y = lz_elem_ptr(out)};
@@ -448,6 +455,21 @@ static int conv_kernel(lz_array *out, lz_array *const *in, const lz_params *p) {
     j.c = c;
     if (one_channel_direct(&j, &g, groups)) return one_channel_conv(&j, &g, n, o);
 #endif
+    /* 3x3 stride-1 "same" convs over enough channels: Winograd F(2x2, 3x3) (winograd.c) */
+    if (groups == 1 && g.kh == 3 && g.kw == 3 && g.sh == 1 && g.sw == 1 && g.dh == 1 &&
+        g.dw == 1 && g.ph == 1 && g.pw == 1 && win.pad_hi[0] == 1 && win.pad_hi[1] == 1 &&
+        c >= 8 && o >= 8 && mode != LZ_WIN_WEIGHT_GRAD) {
+        const t4 *src = mode == LZ_WIN_FORWARD ? &j.x : &j.dy;
+        int64_t xs[4] = {src->sn, src->sc, src->sh, src->sw};
+        int threads = cpu_threads(), blas = threads > 1 ? openblas_get_num_threads() : 1;
+        if (blas > 1) openblas_set_num_threads(1);   /* for a pthread OpenBLAS */
+        int rc = mode == LZ_WIN_FORWARD
+            ? cpu_winograd_3x3(src->p, n, c, g.h, g.w, xs, j.w, 0, o, y, threads)
+            : cpu_winograd_3x3(src->p, n, o, g.h, g.w, xs, j.w, 1, c, y, threads);
+        if (blas > 1) openblas_set_num_threads(blas);
+        if (rc) lz_fail("conv: out of memory");
+        return rc;
+    }
     bool pointwise = g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && !g.ph && !g.pw &&
                      !win.pad_hi[0] && !win.pad_hi[1];
     int64_t nb = block_images(n, ohw, c * kk), nblocks = (n + nb - 1) / nb;
