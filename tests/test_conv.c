@@ -122,6 +122,8 @@ static const spec specs2[] = {
     {3, 9, 10, 7, 5, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1},    /* Winograd, odd sizes */
     {37, 8, 9, 5, 7, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1},    /* Winograd, blocks and a rest */
     {2, 8, 8, 1, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1},     /* Winograd, one pixel */
+    {2, 8, 8, 3, 29, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1},    /* Winograd, 15 tiles a row */
+    {2, 8, 8, 5, 33, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1},    /* Winograd, rows past a vector */
     {1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1},     /* all ones */
     {2, 5, 3, 4, 4, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1},     /* pointwise, small: im2col */
     {1, 3, 2, 48, 50, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1},   /* pointwise, big: read directly */

@@ -426,6 +426,9 @@ static int one_channel_conv(const conv_job *j, const geo *g, int64_t n, int64_t 
 int cpu_winograd_3x3(const float *x, int64_t n, int64_t c, int64_t h, int64_t w,
                      const int64_t *xs, const float *wt, int flip, int64_t o, float *y,
                      int threads);
+int cpu_winograd_3x3_wgrad(const float *x, const int64_t *xs, const float *dy,
+                           const int64_t *dys, int64_t n, int64_t c, int64_t h, int64_t w,
+                           int64_t o, float *dw, int threads);
 
 static int conv_kernel(lz_array *out, lz_array *const *in, const lz_params *p) {
     lz_window win = lz_window_of(p);
@@ -455,17 +458,21 @@ static int conv_kernel(lz_array *out, lz_array *const *in, const lz_params *p) {
     j.c = c;
     if (one_channel_direct(&j, &g, groups)) return one_channel_conv(&j, &g, n, o);
 #endif
-    /* 3x3 stride-1 "same" convs over enough channels: Winograd F(2x2, 3x3) (winograd.c) */
+    /* 3x3 stride-1 "same" convs over enough channels: Winograd F(2x2, 3x3) (winograd.c),
+     * all three modes */
     if (groups == 1 && g.kh == 3 && g.kw == 3 && g.sh == 1 && g.sw == 1 && g.dh == 1 &&
         g.dw == 1 && g.ph == 1 && g.pw == 1 && win.pad_hi[0] == 1 && win.pad_hi[1] == 1 &&
-        c >= 8 && o >= 8 && mode != LZ_WIN_WEIGHT_GRAD) {
-        const t4 *src = mode == LZ_WIN_FORWARD ? &j.x : &j.dy;
+        c >= 8 && o >= 8) {
+        const t4 *src = mode == LZ_WIN_INPUT_GRAD ? &j.dy : &j.x;
         int64_t xs[4] = {src->sn, src->sc, src->sh, src->sw};
+        int64_t dys[4] = {j.dy.sn, j.dy.sc, j.dy.sh, j.dy.sw};
         int threads = cpu_threads(), blas = threads > 1 ? openblas_get_num_threads() : 1;
         if (blas > 1) openblas_set_num_threads(1);   /* for a pthread OpenBLAS */
         int rc = mode == LZ_WIN_FORWARD
             ? cpu_winograd_3x3(src->p, n, c, g.h, g.w, xs, j.w, 0, o, y, threads)
-            : cpu_winograd_3x3(src->p, n, o, g.h, g.w, xs, j.w, 1, c, y, threads);
+            : mode == LZ_WIN_INPUT_GRAD
+            ? cpu_winograd_3x3(src->p, n, o, g.h, g.w, xs, j.w, 1, c, y, threads)
+            : cpu_winograd_3x3_wgrad(src->p, xs, j.dy.p, dys, n, c, g.h, g.w, o, y, threads);
         if (blas > 1) openblas_set_num_threads(blas);
         if (rc) lz_fail("conv: out of memory");
         return rc;
