@@ -1,5 +1,6 @@
 /* Fused backward kernels: packed self-attention (lz_attention_qkv) and its backward
- * (lz_attention_qkv_grad); the layer / RMS norm backward (lz_norm_grad). Values and
+ * (lz_attention_qkv_grad); the layer / RMS norm backward (lz_norm_grad); GELU's derivative
+ * node (the GELU primitive with params.i[0] = 1, built by its vjp rule). Values and
  * gradients against naive float64 references written here, finite-difference checks of first
  * and second order (the backward nodes' own rules), layouts, sizes around the kernels' block
  * sizes, errors. */
@@ -337,6 +338,83 @@ static void test_norm_grad_errors(void **state) {
     lz_pool_pop();
 }
 
+/* ---- GELU's derivative node ---- */
+
+static int gelu_fn(void *ctx, int n, lz_array *const *in, lz_array **out) {
+    (void)ctx; (void)n;
+    out[0] = lz_gelu(in[0]);
+    return out[0] ? 1 : -1;
+}
+
+/* (x, c) -> c gelu'(x) through autograd: the fused derivative node for float32 */
+static int gelu_grad_fn(void *ctx, int n, lz_array *const *in, lz_array **out) {
+    (void)ctx; (void)n;
+    lz_array *g = NULL;
+    if (lz_vjp(gelu_fn, NULL, 1, in, 1, &in[1], NULL, 0, &g) < 0) return -1;
+    out[0] = g;
+    return 1;
+}
+
+static void test_gelu_grad(void **state) {
+    (void)state;
+    static const double special[] = {-30, -20.5, -9, -5, -1e-3, 0, 1e-3, 0.5, 5, 9, 20.5, 30};
+    uint64_t seed = 21;
+    for (int l = 0; l < 3; l++) {
+        int64_t s[2] = {37, 41};
+        tarr x = t_rand(2, s, LZ_F32, -6, 6, &seed, layouts[l]);
+        tarr c = t_rand(2, s, LZ_F32, -2, 2, &seed, layouts[(l + 1) % 3]);
+        lz_pool_push();
+        lz_array *xs = x.a;
+        double *xv = x.v;
+        if (l == 0) {   /* the special values in place of the first ones */
+            float f[37 * 41];
+            for (int i = 0; i < 37 * 41; i++) f[i] = (float)x.v[i];
+            for (size_t i = 0; i < sizeof special / sizeof *special; i++) f[i] = (float)(xv[i] = special[i]);
+            xs = lz_from_data(f, 2, s, LZ_F32);
+        }
+        double *ref = malloc(37 * 41 * sizeof *ref);
+        for (int i = 0; i < 37 * 41; i++) {
+            double v = xv[i];
+            ref[i] = c.v[i] * (0.5 * erfc(-v / sqrt(2.0)) + v * exp(-0.5 * v * v) / sqrt(2 * M_PI));
+        }
+        lz_array *in[2] = {xs, c.a}, *out[1] = {NULL};
+        assert_int_equal(gelu_grad_fn(NULL, 2, in, out), 1);
+        t_assert_close(out[0], ref, 37 * 41, 2e-6, 1e-6);
+        free(ref);
+        lz_pool_pop();
+        t_free(&x);
+        t_free(&c);
+    }
+    /* float16 takes the composite rule: the same values to float16 precision */
+    lz_pool_push();
+    int64_t n = 5;
+    float xf[5] = {-3, -0.5f, 0, 0.75f, 2.5f};
+    lz_array *in[2] = {lz_astype(lz_from_data(xf, 1, &n, LZ_F32), LZ_F16), lz_ones(1, &n, LZ_F16)};
+    lz_array *out[1] = {NULL};
+    double ref[5];
+    for (int i = 0; i < 5; i++)
+        ref[i] = 0.5 * erfc(-xf[i] / sqrt(2.0)) + xf[i] * exp(-0.5 * xf[i] * xf[i]) / sqrt(2 * M_PI);
+    assert_int_equal(gelu_grad_fn(NULL, 2, in, out), 1);
+    assert_int_equal(lz_dtype_of(out[0]), LZ_F16);
+    t_assert_close(out[0], ref, 5, 2e-3, 2e-3);
+    lz_pool_pop();
+}
+
+/* first order (the fused node against finite differences of gelu) and second order (the
+ * fused node's own rule against finite differences of the node) */
+static void test_gelu_gradcheck(void **state) {
+    (void)state;
+    int64_t s[2] = {3, 7};
+    for (int l = 0; l < 3; l++) {
+        lz_array *in[2] = {gc_rand(2, s, -3, 3, GC_PLAIN, layouts[l]),
+                           gc_rand(2, s, -1, 1, GC_PLAIN, T_CONTIG)};
+        gc_check("gelu", gelu_fn, NULL, 1, in, NULL);
+        gc_check("gelu derivative node", gelu_grad_fn, NULL, 2, in, NULL);
+        lz_release(in[0]);
+        lz_release(in[1]);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_values_and_gradients),
@@ -347,6 +425,8 @@ int main(void) {
         cmocka_unit_test(test_norm_grad_values),
         cmocka_unit_test(test_norm_gradcheck),
         cmocka_unit_test(test_norm_grad_errors),
+        cmocka_unit_test(test_gelu_grad),
+        cmocka_unit_test(test_gelu_gradcheck),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

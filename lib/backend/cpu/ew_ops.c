@@ -108,7 +108,29 @@ TRIG(cos_f, 1, cosf)
 UNARY_F(tanh_f, lz_tanhf(x))
 UNARY_F(sigmoid_f, lz_sigmoidf(x))
 UNARY_F(relu_f, x <= 0 ? 0.0f : x)   /* NaN propagates */
-UNARY_F(gelu_f, lz_geluf(x))
+/* GELU; with params.i[0] = 1 (the node GELU's vjp builds, inputs x and a cotangent c) its
+ * derivative times c: c (Phi(x) + x phi(x)), in one instruction where the composite took
+ * eleven (the GPT's MLP backward: 21.6 -> ~6 ms a step on one core). Phi(x) is erfc(-x/sqrt2)/2
+ * (as lz_geluf: no 1 + erf cancellation); beyond |x| = 20 it is 0 or 1 and x phi(x) is 0. */
+static inline float gelu_grad(float x) {
+    float xc = x < -20.0f ? -20.0f : x > 20.0f ? 20.0f : x;
+    float s = xc * xc, slo = VM_FMA(xc, xc, -s);
+    float q = vm_erfc_pos(fabsf(xc) * 0x1.6a09e6p-1f, 0.5f * s, 0.5f * slo, 0.5f);   /* Phi(-|x|) */
+    float cdf = xc <= 0.0f ? q : 1.0f - q;
+    return VM_FMA(xc * 0x1.988454p-2f, lz_expf(-0.5f * s), cdf);   /* 1/sqrt(2 pi) */
+}
+
+static void gelu_f(int64_t n, void *out, const void *a_, const void *b_, const void *c_,
+                   const lz_params *p) {
+    (void)c_;
+    const float *a = a_, *b = b_;
+    float *o = out;
+    if (p && p->i[0]) {
+        _Pragma("omp simd") for (int64_t i = 0; i < n; i++) o[i] = b[i] * gelu_grad(a[i]);
+        return;
+    }
+    _Pragma("omp simd") for (int64_t i = 0; i < n; i++) o[i] = lz_geluf(a[i]);
+}
 UNARY_F(gelu_tanh_f, lz_gelu_tanhf(x))
 UNARY_F(silu_f, lz_siluf(x))
 UNARY_F(softplus_f, lz_softplusf(x))
