@@ -110,7 +110,7 @@ UNARY_F(sigmoid_f, lz_sigmoidf(x))
 UNARY_F(relu_f, x <= 0 ? 0.0f : x)   /* NaN propagates */
 /* GELU; with params.i[0] = 1 (the node GELU's vjp builds, inputs x and a cotangent c) its
  * derivative times c: c (Phi(x) + x phi(x)), in one instruction where the composite took
- * eleven (the GPT's MLP backward: 21.6 -> ~6 ms a step on one core). Phi(x) is erfc(-x/sqrt2)/2
+ * eleven (the GPT's MLP backward: 21.6 -> ~10 ms a step on one core). Phi(x) is erfc(-x/sqrt2)/2
  * (as lz_geluf: no 1 + erf cancellation); beyond |x| = 20 it is 0 or 1 and x phi(x) is 0. */
 static inline float gelu_grad(float x) {
     float xc = x < -20.0f ? -20.0f : x > 20.0f ? 20.0f : x;
