@@ -25,6 +25,7 @@
 #define SMALL_GEMM (4 * 65536)        /* m*n*k below which OpenBLAS uses one thread */
 #define COLS_TARGET 256               /* columns per block worth batching images for */
 #define COLS_BYTES (8 << 20)          /* cap of the patch matrix of one block */
+#define WINO_BYTES (2 << 20)          /* cap of one image's Winograd scratch (per thread) */
 
 /* A strided float32 [N, C, H, W] operand (3-d operands have H = 1). */
 typedef struct { const float *p; int64_t n, c, h, w, sn, sc, sh, sw; } t4;
@@ -459,10 +460,15 @@ static int conv_kernel(lz_array *out, lz_array *const *in, const lz_params *p) {
     if (one_channel_direct(&j, &g, groups)) return one_channel_conv(&j, &g, n, o);
 #endif
     /* 3x3 stride-1 "same" convs over enough channels: Winograd F(2x2, 3x3) (winograd.c),
-     * all three modes */
+     * all three modes, while one image's transformed tiles (16 (C + O) floats a tile) stay
+     * under WINO_BYTES, about L2: a block is at least an image, and past that it lost to
+     * im2col (1 thread CPU, 128 images, 3x3 "same": 14x14 32->64 11.6 -> 6.0 ms forward,
+     * 14x14 128->128 82 -> 42, 28x28 64->64 83 -> 46, 56x56 16->16 29 -> 27, but 56x56
+     * 64->64 (6.4 MB an image) 329 -> 524) */
+    int64_t tiles = ((g.h + 1) / 2) * ((g.w + 1) / 2);
     if (groups == 1 && g.kh == 3 && g.kw == 3 && g.sh == 1 && g.sw == 1 && g.dh == 1 &&
         g.dw == 1 && g.ph == 1 && g.pw == 1 && win.pad_hi[0] == 1 && win.pad_hi[1] == 1 &&
-        c >= 8 && o >= 8) {
+        c >= 8 && o >= 8 && 64 * (c + o) * tiles <= WINO_BYTES) {
         const t4 *src = mode == LZ_WIN_INPUT_GRAD ? &j.dy : &j.x;
         int64_t xs[4] = {src->sn, src->sc, src->sh, src->sw};
         int64_t dys[4] = {j.dy.sn, j.dy.sc, j.dy.sh, j.dy.sw};
