@@ -224,6 +224,9 @@ static int attention_kernel(lz_array *out, lz_array *const *in, const lz_params 
  * it portable (AVX-512 with -march=native here). Sizes: multiples of 8 (rows) and 16
  * (columns), which qkv_grad_item guarantees before taking this path. */
 typedef float v16 __attribute__((vector_size(64)));
+/* Without AVX-512 (OPT=-march=x86-64-v3) gcc warns that passing v16 by value has another ABI
+ * there; these helpers are static, so no ABI is crossed. */
+#pragma GCC diagnostic ignored "-Wpsabi"
 /* -std=c11 turns gcc's fp-contract off: without this a += x * b is a multiply and an add */
 #define FMA_CONTRACT __attribute__((optimize("fp-contract=fast")))
 static inline v16 vld(const float *p) { v16 v; memcpy(&v, p, sizeof v); return v; }

@@ -20,11 +20,11 @@
 #include <math.h>
 #include <stdint.h>
 
-#ifdef __FMA__
+/* With hardware FMA (-march=native on anything since 2013) fmaf is one instruction. Without
+ * it (OPT=-march=x86-64) fmaf is libm's exact software version: slower, and the loops are no
+ * longer vectorised, but the range reductions stay exact and the error bounds above hold
+ * (a plain a*b+c measured 3-35 ulp for exp and sin there). */
 #define VM_FMA(a, b, c) fmaf(a, b, c)
-#else
-#define VM_FMA(a, b, c) ((a) * (b) + (c))
-#endif
 
 static inline uint32_t vm_bits(float x) { union { float f; uint32_t u; } v = {.f = x}; return v.u; }
 static inline float vm_float(uint32_t u) { union { uint32_t u; float f; } v = {.u = u}; return v.f; }
