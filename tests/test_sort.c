@@ -86,7 +86,7 @@ static void ref_sort(int nd, const int64_t *shape, int ax, const double *v, int 
     int64_t n = shape[ax], total = t_numel(nd, shape);
     item *row = malloc((size_t)(n ? n : 1) * sizeof *row);
     for (int64_t k = 0; k < total; k++) {
-        int64_t idx[8];
+        int64_t idx[8] = {0};   /* gcc -O2 cannot see that t_unravel sets idx[ax] */
         t_unravel(k, nd, shape, idx);
         if (idx[ax]) continue;   /* one visit per row */
         for (int64_t j = 0; j < n; j++) {
