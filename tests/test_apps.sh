@@ -4,21 +4,9 @@
 # folder's files, a falling loss, eval reproducing train's accuracy, exact resume (after a
 # finished epoch and after Ctrl-C in mid-epoch), SIGINT handling, the NaN guard, and the
 # message and exit code of every error a user can cause.
-set -uo pipefail
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-TRAIN=${LZ_TRAIN:-$ROOT/bin/train}
-EVAL=${LZ_EVAL:-$ROOT/bin/eval}
-TOOL=${LZ_DATA_TOOL:-$ROOT/bin/lz-data}
+source "$(dirname "$0")/shell_util.sh"
 CFG=$ROOT/tests/data/apps
-T=$(mktemp -d /tmp/lz_apps_XXXXXX)
-trap 'rm -rf "$T"' EXIT
-fails=0
-pass() { echo "ok   $1"; }
-fail() { echo "FAIL $1"; fails=$((fails + 1)); }
-
-for b in "$TRAIN" "$EVAL" "$TOOL"; do
-    [ -x "$b" ] || { echo "FAIL $b is not built (make $(basename "$b"))"; exit 1; }
-done
+need_programs "$TRAIN" "$EVAL" "$TOOL"
 source "$ROOT/tests/mnist_slice.sh"
 if ! have_mnist; then
     echo "skip test_apps: no MNIST source (set LZ_DATA_MIRROR to a folder with mnist/*.gz)"
@@ -40,18 +28,6 @@ C10=--classes=0,1,2,3,4,5,6,7,8,9
 cp "$CFG"/*.yaml "$T/"
 cd "$T" || exit 1
 
-# expect NAME CODE REGEX -- command...: exit code CODE, stderr matching REGEX, and for
-# errors (code 1 or 2) exactly one line on stderr.
-expect() {
-    local name=$1 code=$2 re=$3
-    shift 4
-    "$@" >"$T/out" 2>"$T/err"
-    local rc=$? lines
-    lines=$(wc -l < "$T/err")
-    if [ $rc = "$code" ] && grep -Eq -- "$re" "$T/err" && { [ "$code" = 0 ] || [ "$lines" = 1 ]; }; then
-        pass "$name"
-    else fail "$name (exit $rc, $lines lines on stderr: $(head -c 400 "$T/err"))"; fi
-}
 json() { sed -n "s/.*\"$1\":\"\{0,1\}\([^,\"}]*\).*/\1/p" "$2"; }   # a scalar field of a JSON line
 
 # ---- a whole run ----
@@ -307,5 +283,4 @@ expect "an image model on text" 2 "split .train. holds text" \
 expect "data.context beyond model.context" 2 "data.context 64 exceeds model.context 32" \
     -- "$TRAIN" tiny_gpt.yaml data.context=64
 
-[ $fails = 0 ] && echo "test_apps: all passed" || echo "test_apps: $fails failed"
-[ $fails = 0 ]
+finish

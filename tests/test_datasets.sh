@@ -2,15 +2,8 @@
 # The datasets/ commands without a network: exit codes of lz-data, fetch scripts that refuse
 # truncated or damaged files (in the mirror and in the download cache) and fetch them again,
 # and, when LZ_DATA_MIRROR is set, the real MNIST and Tiny Shakespeare converted and checked.
-set -uo pipefail
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-TOOL=${LZ_DATA_TOOL:-$ROOT/bin/lz-data}
+source "$(dirname "$0")/shell_util.sh"
 REAL=${LZ_DATA_MIRROR:-}   # the real mirror, if any; the tests below set their own
-T=$(mktemp -d /tmp/lz_datasets_XXXXXX)
-trap 'rm -rf "$T"' EXIT
-fails=0
-pass() { echo "ok   $1"; }
-fail() { echo "FAIL $1"; fails=$((fails + 1)); }
 # expect NAME CODE REGEX -- command...: exit code CODE and stderr matching REGEX; a runtime
 # failure of lz-data (code 1) must be exactly one line (HDF5's own error printing is off).
 expect() {
@@ -24,7 +17,7 @@ expect() {
     else fail "$name (exit $rc, $lines lines on stderr: $(head -c 300 "$T/err"))"; fi
 }
 
-[ -x "$TOOL" ] || { echo "FAIL $TOOL is not built (make bin/lz-data)"; exit 1; }
+need_programs "$TOOL"
 
 # ---- lz-data: usage is exit 2, a failed conversion exit 1, one line naming the file ----
 expect "no arguments: usage" 2 "^usage:" -- "$TOOL"
@@ -81,5 +74,4 @@ else
     else fail "mnist from the mirror ($(cat "$T/err" "$T/info" 2>/dev/null | head -c 400))"; fi
 fi
 
-[ $fails = 0 ] && echo "test_datasets: all passed" || echo "test_datasets: $fails failed"
-[ $fails = 0 ]
+finish

@@ -6,36 +6,12 @@
 # the adapters train (the trainable share), the base's loss at step 0 and a falling loss,
 # adapter.h5 and merged.h5 beside best.h5, eval of each giving the loss train reported, and
 # the message and exit code of each mistake (a vocabulary that differs, a missing base, ...).
-set -uo pipefail
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-TRAIN=${LZ_TRAIN:-$ROOT/bin/train}
-EVAL=${LZ_EVAL:-$ROOT/bin/eval}
-TOOL=${LZ_DATA_TOOL:-$ROOT/bin/lz-data}
+source "$(dirname "$0")/shell_util.sh"
 FIX=$ROOT/tests/data/finetune
-T=$(mktemp -d /tmp/lz_finetune_XXXXXX)
-trap 'rm -rf "$T"' EXIT
-fails=0
-pass() { echo "ok   $1"; }
-fail() { echo "FAIL $1"; fails=$((fails + 1)); }
-
-for b in "$TRAIN" "$EVAL" "$TOOL"; do
-    [ -x "$b" ] || { echo "FAIL $b is not built (make $(basename "$b"))"; exit 1; }
-done
+need_programs "$TRAIN" "$EVAL" "$TOOL"
 cp "$FIX/tiny_base.yaml" "$T/"
 cd "$T" || exit 1
 
-# expect NAME CODE REGEX -- command...: exit code CODE, stderr matching REGEX, and for
-# errors exactly one line on stderr.
-expect() {
-    local name=$1 code=$2 re=$3
-    shift 4
-    "$@" >"$T/out" 2>"$T/err"
-    local rc=$? lines
-    lines=$(wc -l < "$T/err")
-    if [ $rc = "$code" ] && grep -Eq -- "$re" "$T/err" && { [ "$code" = 0 ] || [ "$lines" = 1 ]; }; then
-        pass "$name"
-    else fail "$name (exit $rc, $lines lines on stderr: $(head -c 400 "$T/err"))"; fi
-}
 # loss NAME FILE: the figure after "loss " on a line of eval's text output
 loss() { sed -n 's/^loss \([0-9.]*\) nats\/char$/\1/p' "$1"; }
 commas() { echo "$1" | sed ':a;s/\B[0-9]\{3\}\>/,&/;ta'; }
@@ -183,5 +159,4 @@ expect "eval adapter.h5 on a base with another vocabulary" 2 "adapter.h5: the ba
     -- "$EVAL" $R/adapter.h5 --base runs/other/best.h5
 mv moved/best.h5 $B
 
-[ $fails = 0 ] && echo "test_finetune: all passed" || echo "test_finetune: $fails failed"
-[ $fails = 0 ]
+finish

@@ -6,20 +6,9 @@
 # unchanged after training and after a resume), eval of the result; then every loading
 # mismatch (missing, unexpected, mis-shaped names, all in one message) and the other errors
 # of the finetune section, each one line with exit 2.
-set -uo pipefail
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-TRAIN=${LZ_TRAIN:-$ROOT/bin/train}
-EVAL=${LZ_EVAL:-$ROOT/bin/eval}
-TOOL=${LZ_DATA_TOOL:-$ROOT/bin/lz-data}
+source "$(dirname "$0")/shell_util.sh"
 LIB=${LZ_LIB:-$ROOT/build/release/libleibniz.a}
-T=$(mktemp -d /tmp/lz_finetune_XXXXXX)
-trap 'rm -rf "$T"' EXIT
-fails=0
-pass() { echo "ok   $1"; }
-fail() { echo "FAIL $1"; fails=$((fails + 1)); }
-for b in "$TRAIN" "$EVAL" "$TOOL" "$LIB"; do
-    [ -e "$b" ] || { echo "FAIL $b is not built"; exit 1; }
-done
+need_programs "$TRAIN" "$EVAL" "$TOOL" "$LIB"
 source "$ROOT/tests/mnist_slice.sh"
 if ! have_mnist; then
     echo "skip test_finetune_fashion: no MNIST source (set LZ_DATA_MIRROR to a folder with mnist/*.gz)"
@@ -43,16 +32,6 @@ parity() { tr '\000\001\002\003\004\005\006\007\010\011' '\000\001\000\001\000\0
     --classes even,odd >/dev/null || { echo "FAIL could not make the MNIST slices"; exit 1; }
 cd "$T" || exit 1
 
-# expect NAME CODE REGEX -- command...: exit CODE and one line on stderr matching REGEX
-expect() {
-    local name=$1 code=$2 re=$3
-    shift 4
-    "$@" >"$T/out" 2>"$T/err"
-    local rc=$? lines
-    lines=$(wc -l < "$T/err")
-    if [ $rc = "$code" ] && grep -Eq -- "$re" "$T/err" && [ "$lines" = 1 ]; then pass "$name"
-    else fail "$name (exit $rc, $lines lines on stderr: $(head -c 600 "$T/err"))"; fi
-}
 
 # ---- pretraining: a small version of the MNIST CNN on digits ----
 SMALL=(model.channels=[4,8] model.hidden=[16] train.threads=1 data.batch_size=32)
@@ -121,5 +100,4 @@ expect "head.out that is not the data's class count" 2 "finetune.head.out is 10 
 expect "freezing everything" 2 "every parameter is frozen; nothing to train" \
     -- "$TRAIN" "${RECIPE[@]}" train.out_dir=o8 'finetune.freeze=["*"]'
 
-[ $fails = 0 ] && echo "test_finetune_fashion: all passed" || echo "test_finetune_fashion: $fails failed"
-exit $((fails > 0))
+finish
