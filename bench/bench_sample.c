@@ -72,24 +72,7 @@ static double step_peak(const char *ckpt) {
     return mib;
 }
 
-/* Best 1024^3 cblas_sgemm rate in GFLOP/s (the first run is thread start-up). */
-static double sgemm_peak(void) {
-    int n = 1024;
-    float *a = malloc((size_t)n * n * sizeof *a), *b = malloc((size_t)n * n * sizeof *b),
-          *c = malloc((size_t)n * n * sizeof *c);
-    for (int64_t i = 0; i < (int64_t)n * n; i++) a[i] = b[i] = (float)((i * 7919) % 1000) / 1000.0f - 0.5f;
-    double best = 1e30;
-    for (int r = 0; r < 8; r++) {
-        double t0 = now();
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
-        double t = now() - t0;
-        if (r > 0 && t < best) best = t;
-    }
-    free(a);
-    free(b);
-    free(c);
-    return 2.0 * n * n * n / best * 1e-9;
-}
+static double sgemm_peak(void) { return sgemm_peak_reps(8); }
 
 int main(int argc, char **argv) {
     (void)argc;

@@ -424,13 +424,6 @@ static int one_channel_conv(const conv_job *j, const geo *g, int64_t n, int64_t 
 }
 #endif
 
-int cpu_winograd_3x3(const float *x, int64_t n, int64_t c, int64_t h, int64_t w,
-                     const int64_t *xs, const float *wt, int flip, int64_t o, float *y,
-                     int threads);
-int cpu_winograd_3x3_wgrad(const float *x, const int64_t *xs, const float *dy,
-                           const int64_t *dys, int64_t n, int64_t c, int64_t h, int64_t w,
-                           int64_t o, float *dw, int threads);
-
 static int conv_kernel(lz_array *out, lz_array *const *in, const lz_params *p) {
     lz_window win = lz_window_of(p);
     conv_job j = {.g = geo_of(&win), .mode = win.mode, .y = lz_elem_ptr(out)};

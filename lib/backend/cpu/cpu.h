@@ -71,4 +71,14 @@ int cpu_norm_grad(lz_array *out, lz_array *const *in, const lz_params *p);
 /* Threads for our loops (OpenMP); OpenBLAS gets the same count. */
 int cpu_threads(void);
 
+/* Winograd F(2x2, 3x3) for 3x3 stride-1 padding-1 convolutions (winograd.c): the forward
+ * (flip: the input gradient as the conv with the filters turned) and the weight gradient.
+ * 0, or -1 when out of memory (no error set: the caller reports it). */
+int cpu_winograd_3x3(const float *x, int64_t n, int64_t c, int64_t h, int64_t w,
+                     const int64_t *xs, const float *wt, int flip, int64_t o, float *y,
+                     int threads);
+int cpu_winograd_3x3_wgrad(const float *x, const int64_t *xs, const float *dy,
+                           const int64_t *dys, int64_t n, int64_t c, int64_t h, int64_t w,
+                           int64_t o, float *dw, int threads);
+
 #endif

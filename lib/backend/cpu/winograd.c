@@ -27,13 +27,6 @@
 #include <immintrin.h>
 #endif
 
-int cpu_winograd_3x3(const float *x, int64_t n, int64_t c, int64_t h, int64_t w,
-                     const int64_t *xs, const float *wt, int flip, int64_t o, float *y,
-                     int threads);
-int cpu_winograd_3x3_wgrad(const float *x, const int64_t *xs, const float *dy,
-                           const int64_t *dys, int64_t n, int64_t c, int64_t h, int64_t w,
-                           int64_t o, float *dw, int threads);
-
 #define TILES_TARGET 200   /* tiles per block: V and M of a block stay in L2 */
 
 /* U [16][O][C] = G g G^T of every filter; g(oo, cc) is the 3x3 filter from input channel cc
