@@ -81,4 +81,6 @@ int cpu_winograd_3x3_wgrad(const float *x, const int64_t *xs, const float *dy,
                            const int64_t *dys, int64_t n, int64_t c, int64_t h, int64_t w,
                            int64_t o, float *dw, int threads);
 
+void cpu_register_pool(void);   /* pool.c; called by cpu_register_conv */
+
 #endif
