@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "model.h"
+#include "core/strbuf.h"
 #include "../autograd/autograd.h"
 
 /* What lz_checkpoint needs to run one block again: the block, its parameter slots (swapped
@@ -224,16 +225,13 @@ lz_kv_cache *lz_model_gpt_cache(lz_module *m) {
 char *lz_model_gpt_summary(lz_module *m) {
     const lz_model_gpt_info *i = lz_model_gpt(m);
     if (!i) return lz_fail("summary: not a transformer model");
-    size_t cap = 4096 + (size_t)i->n_layers * 200, len = 0;
-    char *s = malloc(cap);
-    if (!s) return lz_fail("model summary: out of memory");
+    lz_strbuf s = {0};
     char desc[200], out[64];
     int64_t D = i->d_model, T = i->context;
 #define ROW(name, kind, d, o, p) \
-    len += (size_t)snprintf(s + len, cap - len, "  %-10s %-18s %-44s %-14s %10lld\n", name, kind, d, o, (long long)(p))
-    ROW("part", "kind", "configuration", "output", 0LL);
-    len -= 11;
-    len += (size_t)snprintf(s + len, cap - len, "%10s\n", "params");
+    lz_strbuf_printf(&s, "  %-10s %-18s %-44s %-14s %10lld\n", name, kind, d, o, (long long)(p))
+    lz_strbuf_printf(&s, "  %-10s %-18s %-44s %-14s %10s\n", "part", "kind", "configuration", "output",
+                     "params");
     snprintf(out, sizeof out, "[B,%lld,%lld]", (long long)T, (long long)D);
     snprintf(desc, sizeof desc, "vocab=%lld, dim=%lld", (long long)i->vocab, (long long)D);
     ROW("tok_emb", "embedding", desc, out, lz_module_num_params(child(m, "tok_emb"), false));
@@ -262,7 +260,8 @@ char *lz_model_gpt_summary(lz_module *m) {
     if (i->tied) ROW("head", "tied", "tok_emb.weight^T", out, 0LL);
     else ROW("head", "linear", "no bias", out, lz_module_num_params(child(m, "head"), false));
 #undef ROW
-    len += (size_t)snprintf(s + len, cap - len, "  parameters: %lld (%lld trainable)\n",
-                            (long long)lz_module_num_params(m, false), (long long)lz_module_num_params(m, true));
-    return s;
+    lz_strbuf_printf(&s, "  parameters: %lld (%lld trainable)\n", (long long)lz_module_num_params(m, false),
+                     (long long)lz_module_num_params(m, true));
+    char *text = lz_strbuf_take(&s);
+    return text ? text : lz_fail("model summary: out of memory");
 }
