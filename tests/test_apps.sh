@@ -125,6 +125,28 @@ d2=$("$EVAL" gB/tiny/last.h5 --json 2>/dev/null | sed 's/.*"params_digest":"\([0
 grep -q "^done: 12 steps" "$T/ga.out" && [ -n "$d1" ] && [ "$d1" = "$d2" ] &&
     pass "grad_accum 3: 6 steps an epoch, resume exact" || fail "grad_accum ($d1 / $d2: $(tail -c 200 "$T/ga.out"))"
 
+# ---- a checkpoint written between validations says which step its accuracy is from ----
+# periodic last.h5 every 3 steps, validations every 5; killed outright, last.h5 is the last
+# periodic one, usually written between two validations
+"$TRAIN" tiny.yaml train.out_dir=between train.steps=1000000 train.eval_every=5 train.checkpoint_every=3 \
+    >"$T/bw.out" 2>&1 &
+pid=$!
+for _ in $(seq 600); do
+    grep -q '"kind":"train","step":12,' between/tiny/metrics.jsonl 2>/dev/null && break
+    sleep 0.05
+done
+{ kill -KILL $pid; wait $pid; } 2>/dev/null
+"$EVAL" between/tiny/last.h5 >"$T/bw.eval" 2>&1
+"$EVAL" between/tiny/last.h5 --json >"$T/bw.json" 2>&1
+at=$(sed -n "s/^(train's last validation before this checkpoint, at step \([0-9]*\), gave.*/\1/p" "$T/bw.eval")
+if grep -q "(train reported .* for this checkpoint)" "$T/bw.eval"; then
+    grep -q '"reported_accuracy"' "$T/bw.json" && pass "a checkpoint written at a validation step reports that validation" ||
+        fail "reported_accuracy missing from eval --json ($(head -c 300 "$T/bw.json"))"
+elif [ -n "$at" ] && [ $((at % 5)) = 0 ] && grep -q "\"kind\":\"eval\",\"step\":$at," between/tiny/metrics.jsonl &&
+     ! grep -q '"reported_accuracy"' "$T/bw.json"; then
+    pass "a checkpoint written between validations says its accuracy is from step $at"
+else fail "accuracy of a checkpoint between validations ($(sed -n 3,6p "$T/bw.eval"))"; fi
+
 # ---- Ctrl-C: the step finishes, last.h5 is written, exit 130; resuming is exact ----
 "$TRAIN" tiny.yaml train.out_dir=sig train.steps=1000000 data.val_split=null >"$T/sig.out" 2>"$T/sig.err" &
 pid=$!

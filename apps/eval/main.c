@@ -448,6 +448,20 @@ static void confusion_path(char *buf, size_t n) {
     else snprintf(buf, n, "confusion.png");
 }
 
+/* The validation accuracy train stored with the checkpoint: 1 measured at the checkpoint's
+ * own step, 2 measured at an earlier step (a checkpoint written between validations), 0 none.
+ * Checkpoints without "accuracy_step" (older ones) count as 1. */
+static int reported_accuracy(double *acc) {
+    if (lz_ckpt_get_float(E.ckpt, "accuracy", acc) || !isfinite(*acc)) { lz_error_clear(); return 0; }
+    int64_t at, step;
+    if (!lz_ckpt_has(E.ckpt, "accuracy_step")) return 1;
+    if (lz_ckpt_get_int(E.ckpt, "accuracy_step", &at) || lz_ckpt_get_int(E.ckpt, "step", &step)) {
+        lz_error_clear();
+        return 0;
+    }
+    return at < 0 ? 0 : at == step ? 1 : 2;
+}
+
 static int evaluate_split(void) {
     const char *data = E.data ? E.data : lz_config_str(E.cfg, "data.path");
     const char *split = E.split ? E.split
@@ -516,7 +530,7 @@ static int evaluate_split(void) {
                "\"correct\":%lld,\"loss\":%s,\"accuracy\":%.9g,", js(E.ckpt_path), js(data),
                js(split), (long long)r.n, (long long)r.correct, num(r.loss), acc);
         double rep;
-        if (!lz_ckpt_get_float(E.ckpt, "accuracy", &rep)) printf("\"reported_accuracy\":%s,", num(rep));
+        if (reported_accuracy(&rep) == 1) printf("\"reported_accuracy\":%s,", num(rep));
         printf("\"classes\":[");
         for (int c = 0; c < K; c++)
             printf("%s{\"name\":%s,\"precision\":%.6f,\"recall\":%.6f,\"f1\":%.6f,\"support\":%lld}",
@@ -545,8 +559,12 @@ static int evaluate_split(void) {
         printf("loss %.4f\naccuracy %.2f%% (%lld/%lld)\n", r.loss, 100 * acc,
                (long long)r.correct, (long long)r.n);
         double rep;
-        if (!lz_ckpt_get_float(E.ckpt, "accuracy", &rep) && isfinite(rep))
-            printf("(train reported %.2f%% for this checkpoint)\n", 100 * rep);
+        int64_t at = -1;
+        int kind = reported_accuracy(&rep);
+        if (kind == 1) printf("(train reported %.2f%% for this checkpoint)\n", 100 * rep);
+        else if (kind == 2 && !lz_ckpt_get_int(E.ckpt, "accuracy_step", &at))
+            printf("(train's last validation before this checkpoint, at step %lld, gave %.2f%%)\n",
+                   (long long)at, 100 * rep);
         printf("\n");
         printf("%-14s %9s %9s %9s %9s\n", "class", "precision", "recall", "f1", "support");
         for (int c = 0; c < K; c++)

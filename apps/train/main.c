@@ -439,6 +439,7 @@ static int validate(bool samples) {
     double score = T.text ? -r.loss : acc;
     T.last_val_loss = r.loss;
     T.last_val_acc = acc;
+    T.last_val_step = T.step;
     const char *keys[] = {"epoch", "loss", "accuracy"};
     double vals[] = {(double)T.epoch + (double)T.batch / (double)T.batches_per_epoch, r.loss, acc};
     if (lz_metrics_log(T.metrics, "eval", T.step, 3, keys, vals))
@@ -580,6 +581,7 @@ int main(int argc, char **argv) {
     T.best_step = -1;
     T.last_ckpt_step = -1;
     T.last_val_acc = T.last_val_loss = NAN;   /* no validation yet (or none configured) */
+    T.last_val_step = -1;
     make_run_dir();
     if (resume) {
         if (load_checkpoint(resume, NULL)) die(EXIT_USAGE, "--resume: %s", lz_error());

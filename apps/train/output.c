@@ -107,6 +107,9 @@ static int save_meta(lz_ckpt_writer *w, const char *cfg_text, bool val_loss) {
     if (!rc) rc = lz_ckpt_set_str(w, "data_path", T.data_path);
     if (!rc) rc = lz_ckpt_set_int(w, "step", T.step);
     if (!rc) rc = lz_ckpt_set_float(w, "accuracy", T.last_val_acc);
+    /* the step those figures were measured at: eval reports them as this checkpoint's only
+     * when it is the checkpoint's own step */
+    if (!rc) rc = lz_ckpt_set_int(w, "accuracy_step", T.last_val_step);
     /* best.h5 (and its LoRA exports) are written right after the validation that made them
      * best; other checkpoints may come steps after the last validation */
     if (!rc && val_loss && T.text && isfinite(T.last_val_loss))
@@ -231,6 +234,9 @@ int load_checkpoint(const char *path, bool *config_from_ckpt) {
                 lz_ckpt_get_float(c, "accuracy", &T.last_val_acc) ||
                 lz_ckpt_get_float(c, "elapsed_s", &T.elapsed_before)))
         rc = -1;
+    /* checkpoints from before accuracy_step existed: the figures' step is unknown */
+    if (!rc && (!lz_ckpt_has(c, "accuracy_step") || lz_ckpt_get_int(c, "accuracy_step", &T.last_val_step)))
+        T.last_val_step = -1;
     if (!rc && T.batch >= T.batches_per_epoch) {
         lz_fail("%s: stopped at batch %lld of an epoch that now has %lld batches (was "
                 "data.batch_size changed?)", path, (long long)T.batch, (long long)T.batches_per_epoch);

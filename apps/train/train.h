@@ -46,6 +46,7 @@ typedef struct {
     double t_start;
     int64_t samples_this_run;
     double last_val_loss, last_val_acc;
+    int64_t last_val_step;   /* the step of those figures; -1: no validation yet */
 
     /* interval statistics for logs and the progress bar */
     double iv_loss;
