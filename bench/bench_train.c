@@ -20,8 +20,9 @@
  * counts: leibniz runs the CNN's 32 -> 64 conv by Winograd F(2x2, 3x3), 2.25x fewer
  * multiply-adds, so its mnist_cnn rate can come near or pass the sgemm rate.
  * Without PyTorch (python3-torch missing) only leibniz's figures are printed.
- * Noise: the machine is shared, so each side is measured twice, alternating (leibniz, torch,
- * leibniz, torch), and each keeps its better median.
+ * Noise: the machine is shared and its speed drifts, so the models are measured in rounds
+ * (BENCH_TRAIN_ROUNDS, default 3: mlp, cnn, gpt, then again), each model's leibniz turn
+ * followed by PyTorch's, and each side keeps its best round's median.
  *
  * OpenMP wait policy: unless OMP_WAIT_POLICY is set, the bench re-runs itself with
  * OMP_WAIT_POLICY=passive, which the torch child inherits. With libgomp's default (spin a
@@ -30,7 +31,8 @@
  * a load of ~2, leibniz's MLP epoch varied 2.2 s (passive) .. 59 s (default) and torch's
  * 3.3 .. 150 s, which no ratio survives. OMP_WAIT_POLICY=active measures the spinning case.
  *
- * Environment: BENCH_TRAIN_STEPS (timed steps, default 20), BENCH_TRAIN_TORCH=0 to skip torch,
+ * Environment: BENCH_TRAIN_STEPS (timed steps, default 20), BENCH_TRAIN_ROUNDS (default 3),
+ * BENCH_TRAIN_TORCH=0 to skip torch,
  * BENCH_TRAIN_MODELS (a subset of "mlp,cnn,gpt", e.g. for profiling one model),
  * BENCH_TRAIN_THREADS (threads of both sides; default all cores: single-thread figures are
  * the steadier ones while other programs share the machine). */
@@ -295,91 +297,98 @@ int main(int argc, char **argv) {
            threads, steps, getenv("OMP_WAIT_POLICY") ? getenv("OMP_WAIT_POLICY") : "(default)");
     printf("bench_train: leibniz BLAS: %s\n", openblas_get_config());
     double peak = sgemm_peak(), achieved[3] = {0, 0, 0};
+    e = getenv("BENCH_TRAIN_ROUNDS");
+    int rounds = e && atoi(e) > 0 ? atoi(e) : 3;
 
-    /* ---- MNIST MLP ---- */
-    if (wanted("mlp")) {
-        model b;
-        setup(&b, lz_nn_sequential(5, (lz_module *[]){lz_nn_linear(784, 512, true, lz_key_new(1)), lz_nn_relu(),
-                                                      lz_nn_linear(512, 512, true, lz_key_new(2)), lz_nn_relu(),
-                                                      lz_nn_linear(512, 10, true, lz_key_new(3))}),
+    static const char *const key[3] = {"mlp", "cnn", "gpt"};
+    static const char *const torch_name[3] = {"mnist_mlp", "mnist_cnn", "gpt"};
+    model b[3];
+    bool on[3];
+    int reps[3] = {steps * 2, steps, steps / 2 > 5 ? steps / 2 : 5};
+    double t[3], tt[3], tc[3];
+    for (int k = 0; k < 3; k++) {
+        on[k] = wanted(key[k]);
+        t[k] = tt[k] = -1;
+        tc[k] = 1e30;
+    }
+    if (on[0]) {   /* MNIST MLP */
+        setup(&b[0], lz_nn_sequential(5, (lz_module *[]){lz_nn_linear(784, 512, true, lz_key_new(1)), lz_nn_relu(),
+                                                         lz_nn_linear(512, 512, true, lz_key_new(2)), lz_nn_relu(),
+                                                         lz_nn_linear(512, 10, true, lz_key_new(3))}),
               LZ_ADAM);
         int64_t xs[2] = {128, 784}, ys = 128;
         for (int i = 0; i < NBATCH; i++) {
-            b.x[i] = images(2, xs, 100 + i);
-            b.y[i] = labels(1, &ys, 10, 200 + i);
+            b[0].x[i] = images(2, xs, 100 + i);
+            b[0].y[i] = labels(1, &ys, 10, 200 + i);
         }
-        double tc = 1e30, t = median_step(&b, 5, steps * 2);
-        double tt = torch_step("mnist_mlp", steps * 2, &tc);
-        t = best2(t, median_step(&b, 2, steps * 2)) * epoch_steps;
-        tt = best2(tt, torch_step("mnist_mlp", steps * 2, &tc));
-        tt = tt > 0 ? tt * epoch_steps : -1;
+    }
+    if (on[1]) {   /* MNIST CNN */
+        int k3[2] = {3, 3}, k2[2] = {2, 2}, p1[2] = {1, 1};
+        setup(&b[1], lz_nn_sequential(10, (lz_module *[]){
+                         lz_nn_conv2d(1, 32, k3, NULL, p1, NULL, 1, true, lz_key_new(1)), lz_nn_relu(),
+                         lz_nn_max_pool2d(k2, NULL, NULL),
+                         lz_nn_conv2d(32, 64, k3, NULL, p1, NULL, 1, true, lz_key_new(2)), lz_nn_relu(),
+                         lz_nn_max_pool2d(k2, NULL, NULL), lz_nn_flatten(1, -1),
+                         lz_nn_linear(64 * 7 * 7, 128, true, lz_key_new(3)), lz_nn_relu(),
+                         lz_nn_linear(128, 10, true, lz_key_new(4))}),
+              LZ_ADAM);
+        int64_t xs[4] = {128, 1, 28, 28}, ys = 128;
+        for (int i = 0; i < NBATCH; i++) {
+            b[1].x[i] = images(4, xs, 300 + i);
+            b[1].y[i] = labels(1, &ys, 10, 400 + i);
+        }
+    }
+    const int64_t V = 65, D = 128, T = 128, B = 32, L = 4;
+    if (on[2]) {   /* character-level GPT */
+        setup(&b[2], gpt_new(V, D, T, (int)L, 4), LZ_ADAMW);
+        int64_t ts[2] = {B, T};
+        for (int i = 0; i < NBATCH; i++) {
+            b[2].x[i] = labels(2, ts, V, 500 + i);
+            b[2].y[i] = labels(2, ts, V, 600 + i);
+        }
+    }
+    /* Rounds spread each model's measurements over the whole run: the host's speed drifts
+     * for tens of seconds at a time, and a model measured in one stretch could fall wholly
+     * inside a slow one while PyTorch's turn did not (or the reverse). Each side keeps its
+     * best round. */
+    for (int r = 0; r < rounds; r++)
+        for (int k = 0; k < 3; k++) {
+            if (!on[k]) continue;
+            t[k] = best2(t[k], median_step(&b[k], r == 0 ? 5 : 1, reps[k]));
+            tt[k] = best2(tt[k], torch_step(torch_name[k], reps[k], &tc[k]));
+        }
+
+    if (on[0]) {
+        double ts = t[0] * epoch_steps, tts = tt[0] > 0 ? tt[0] * epoch_steps : -1;
         /* forward 2 (784*512 + 512*512 + 512*10) per sample; backward: weight gradients of all
          * layers and input gradients of the last two */
         double fwd = 2.0 * (784 * 512 + 512 * 512 + 512 * 10);
         double flops = 60000.0 * (fwd + fwd + 2.0 * (512 * 512 + 512 * 10));
-        printf("BENCH mnist_mlp_epoch_s %.2f s\n", t);
-        if (tt > 0) printf("BENCH mnist_mlp_epoch_torch_s %.2f s\n", tt);
-        if (tt > 0) printf("BENCH mnist_mlp_speedup %.2f x\n", tt / t);
-        printf("BENCH mnist_mlp_GFLOPs %.1f GFLOP/s\n", flops / t * 1e-9);
-        if (tt > 0) printf("BENCH mnist_mlp_GFLOPs_torch %.1f GFLOP/s\n", flops / tt * 1e-9);
-        achieved[0] = flops / t * 1e-9;
-        report_cpu("mnist_mlp", &b, tc);
-        fflush(stdout);
-        teardown(&b);
+        printf("BENCH mnist_mlp_epoch_s %.2f s\n", ts);
+        if (tts > 0) printf("BENCH mnist_mlp_epoch_torch_s %.2f s\n", tts);
+        if (tts > 0) printf("BENCH mnist_mlp_speedup %.2f x\n", tts / ts);
+        printf("BENCH mnist_mlp_GFLOPs %.1f GFLOP/s\n", flops / ts * 1e-9);
+        if (tts > 0) printf("BENCH mnist_mlp_GFLOPs_torch %.1f GFLOP/s\n", flops / tts * 1e-9);
+        achieved[0] = flops / ts * 1e-9;
+        report_cpu("mnist_mlp", &b[0], tc[0]);
+        teardown(&b[0]);
     }
-
-    /* ---- MNIST CNN ---- */
-    if (wanted("cnn")) {
-        model b;
-        int k3[2] = {3, 3}, k2[2] = {2, 2}, p1[2] = {1, 1};
-        setup(&b, lz_nn_sequential(10, (lz_module *[]){
-                      lz_nn_conv2d(1, 32, k3, NULL, p1, NULL, 1, true, lz_key_new(1)), lz_nn_relu(),
-                      lz_nn_max_pool2d(k2, NULL, NULL),
-                      lz_nn_conv2d(32, 64, k3, NULL, p1, NULL, 1, true, lz_key_new(2)), lz_nn_relu(),
-                      lz_nn_max_pool2d(k2, NULL, NULL), lz_nn_flatten(1, -1),
-                      lz_nn_linear(64 * 7 * 7, 128, true, lz_key_new(3)), lz_nn_relu(),
-                      lz_nn_linear(128, 10, true, lz_key_new(4))}),
-              LZ_ADAM);
-        int64_t xs[4] = {128, 1, 28, 28}, ys = 128;
-        for (int i = 0; i < NBATCH; i++) {
-            b.x[i] = images(4, xs, 300 + i);
-            b.y[i] = labels(1, &ys, 10, 400 + i);
-        }
-        double tc = 1e30, t = median_step(&b, 3, steps);
-        double tt = torch_step("mnist_cnn", steps, &tc);
-        t = best2(t, median_step(&b, 1, steps)) * epoch_steps;
-        tt = best2(tt, torch_step("mnist_cnn", steps, &tc));
-        tt = tt > 0 ? tt * epoch_steps : -1;
+    if (on[1]) {
+        double ts = t[1] * epoch_steps, tts = tt[1] > 0 ? tt[1] * epoch_steps : -1;
         double c1 = 2.0 * 28 * 28 * 32 * 9, c2 = 2.0 * 14 * 14 * 64 * 32 * 9;
         double l1 = 2.0 * 3136 * 128, l2 = 2.0 * 128 * 10;
         /* conv1 has no input gradient */
         double flops = 60000.0 * (2 * c1 + 3 * (c2 + l1 + l2));
-        printf("BENCH mnist_cnn_epoch_s %.2f s\n", t);
-        if (tt > 0) printf("BENCH mnist_cnn_epoch_torch_s %.2f s\n", tt);
-        if (tt > 0) printf("BENCH mnist_cnn_speedup %.2f x\n", tt / t);
-        printf("BENCH mnist_cnn_GFLOPs %.1f GFLOP/s\n", flops / t * 1e-9);
-        if (tt > 0) printf("BENCH mnist_cnn_GFLOPs_torch %.1f GFLOP/s\n", flops / tt * 1e-9);
-        achieved[1] = flops / t * 1e-9;
-        report_cpu("mnist_cnn", &b, tc);
-        fflush(stdout);
-        teardown(&b);
+        printf("BENCH mnist_cnn_epoch_s %.2f s\n", ts);
+        if (tts > 0) printf("BENCH mnist_cnn_epoch_torch_s %.2f s\n", tts);
+        if (tts > 0) printf("BENCH mnist_cnn_speedup %.2f x\n", tts / ts);
+        printf("BENCH mnist_cnn_GFLOPs %.1f GFLOP/s\n", flops / ts * 1e-9);
+        if (tts > 0) printf("BENCH mnist_cnn_GFLOPs_torch %.1f GFLOP/s\n", flops / tts * 1e-9);
+        achieved[1] = flops / ts * 1e-9;
+        report_cpu("mnist_cnn", &b[1], tc[1]);
+        teardown(&b[1]);
     }
-
-    /* ---- character-level GPT ---- */
-    if (wanted("gpt")) {
-        model b;
-        const int64_t V = 65, D = 128, T = 128, B = 32, L = 4;
-        setup(&b, gpt_new(V, D, T, (int)L, 4), LZ_ADAMW);
-        int64_t ts[2] = {B, T};
-        for (int i = 0; i < NBATCH; i++) {
-            b.x[i] = labels(2, ts, V, 500 + i);
-            b.y[i] = labels(2, ts, V, 600 + i);
-        }
-        int gsteps = steps / 2 > 5 ? steps / 2 : 5;
-        double tc = 1e30, t = median_step(&b, 3, gsteps);
-        double tt = torch_step("gpt", gsteps, &tc);
-        t = best2(t, median_step(&b, 1, gsteps));
-        tt = best2(tt, torch_step("gpt", gsteps, &tc));
+    if (on[2]) {
         double tok = (double)(B * T);
         /* per token: linear layers 6 flops per weight (forward, both gradients), attention
          * scores and values 2 * 2 T D forward per layer, three times that with backward,
@@ -387,15 +396,14 @@ int main(int argc, char **argv) {
          * kernels skip most of the causal half, so its own count is lower) */
         double weights = (double)L * 12 * D * D + D * V;
         double flops = tok * (6 * weights + 3 * L * 4.0 * T * D);
-        printf("BENCH gpt_4l_128d_tokens_per_s %.0f tokens/s\n", tok / t);
-        if (tt > 0) printf("BENCH gpt_4l_128d_tokens_per_s_torch %.0f tokens/s\n", tok / tt);
-        if (tt > 0) printf("BENCH gpt_speedup %.2f x\n", tt / t);
-        printf("BENCH gpt_4l_128d_GFLOPs %.1f GFLOP/s\n", flops / t * 1e-9);
-        if (tt > 0) printf("BENCH gpt_4l_128d_GFLOPs_torch %.1f GFLOP/s\n", flops / tt * 1e-9);
-        achieved[2] = flops / t * 1e-9;
-        report_cpu("gpt_4l_128d", &b, tc);
-        fflush(stdout);
-        teardown(&b);
+        printf("BENCH gpt_4l_128d_tokens_per_s %.0f tokens/s\n", tok / t[2]);
+        if (tt[2] > 0) printf("BENCH gpt_4l_128d_tokens_per_s_torch %.0f tokens/s\n", tok / tt[2]);
+        if (tt[2] > 0) printf("BENCH gpt_speedup %.2f x\n", tt[2] / t[2]);
+        printf("BENCH gpt_4l_128d_GFLOPs %.1f GFLOP/s\n", flops / t[2] * 1e-9);
+        if (tt[2] > 0) printf("BENCH gpt_4l_128d_GFLOPs_torch %.1f GFLOP/s\n", flops / tt[2] * 1e-9);
+        achieved[2] = flops / t[2] * 1e-9;
+        report_cpu("gpt_4l_128d", &b[2], tc[2]);
+        teardown(&b[2]);
     }
     double again = sgemm_peak();
     if (again > peak) peak = again;
