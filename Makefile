@@ -79,7 +79,7 @@ $(B)/tests/%: tests/%.c $(wildcard tests/*.h) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests -o $@ $< $(LIB) $(LDLIBS) $(TEST_LIBS)
 
-$(B)/bench/%: bench/%.c bench/bench.h $(LIB)
+$(B)/bench/%: bench/%.c bench/bench.h bench/bench_gpt.h $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Ibench -o $@ $< $(LIB) $(LDLIBS)
 

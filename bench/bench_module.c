@@ -15,6 +15,7 @@
 #include "nn/nn.h"
 #include "optim/optim.h"
 #include "bench.h"
+#include "bench_gpt.h"
 
 static void die(const char *what) {
     fprintf(stderr, "bench_module: %s: %s\n", what, lz_error());
@@ -99,35 +100,6 @@ static lz_array *randint(int nd, const int64_t *s, int64_t hi, uint64_t seed) {
     return a;
 }
 
-/* token + position embeddings, blocks, final norm, head */
-static lz_array *gpt_forward(lz_module *m, lz_array *tokens, const lz_key *key) {
-    lz_array *pos = lz_slice_axis(lz_module_param(m, "pos"), 0, 0, lz_dim(tokens, -1), 1);
-    lz_array *h = lz_add(lz_module_forward(lz_module_child(m, "embed"), tokens, key), pos);
-    h = lz_module_forward(lz_module_child(m, "blocks"), h, key);
-    h = lz_module_forward(lz_module_child(m, "norm"), h, key);
-    return lz_module_forward(lz_module_child(m, "head"), h, key);
-}
-
-static const lz_module_kind gpt_kind = {"gpt", gpt_forward, NULL, NULL};
-
-static lz_module *gpt_new(int64_t vocab, int64_t d, int64_t ctx, int layers) {
-    lz_module *m = lz_module_new(&gpt_kind, NULL);
-    int64_t ps[2] = {ctx, d};
-    lz_array *pos = lz_init_normal(lz_key_new(1), 2, ps, 0, 0.02, LZ_F32);
-    lz_module *blocks = lz_nn_sequential(0, NULL);
-    lz_block_opts o = {.bias = true, .causal = true};
-    for (int i = 0; i < layers; i++)
-        if (lz_nn_sequential_append(blocks, lz_nn_transformer_block(d, 4, &o, lz_key_new(10 + i)))) die("block");
-    int rc = lz_module_add_param(m, "pos", pos) ||
-             lz_module_add_child(m, "embed", lz_nn_embedding(vocab, d, lz_key_new(2))) ||
-             lz_module_add_child(m, "blocks", blocks) ||
-             lz_module_add_child(m, "norm", lz_nn_layer_norm(d, 1e-5, true, true)) ||
-             lz_module_add_child(m, "head", lz_nn_linear(d, vocab, true, lz_key_new(3)));
-    lz_release(pos);
-    if (rc) die("gpt");
-    return m;
-}
-
 int main(void) {
     model b;
     int64_t xs[2] = {128, 784}, ys = 128;
@@ -144,7 +116,7 @@ int main(void) {
     teardown(&b);
 
     int64_t ts[2] = {8, 64};
-    setup(&b, gpt_new(64, 128, 64, 2), randint(2, ts, 64, 3), randint(2, ts, 64, 4));
+    setup(&b, bench_gpt_new(64, 128, 64, 2, 4), randint(2, ts, 64, 3), randint(2, ts, 64, 4));
     t = median_step(&b, 1, 9);
     tb = median_step(&b, 0, 9);
     printf("BENCH gpt_step_ms %.3f ms\n", 1e3 * t);

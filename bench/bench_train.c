@@ -48,6 +48,7 @@
 #include "nn/nn.h"
 #include "optim/optim.h"
 #include "bench.h"
+#include "bench_gpt.h"
 
 #define NBATCH 4   /* distinct batches held in memory and cycled */
 
@@ -173,36 +174,6 @@ static lz_array *labels(int nd, const int64_t *s, int64_t hi, unsigned seed) {
     free(h);
     if (!a) die("data");
     return a;
-}
-
-/* ---- GPT: token + position embeddings, blocks, final norm, head ---- */
-static lz_array *gpt_forward(lz_module *m, lz_array *tokens, const lz_key *key) {
-    lz_array *pos = lz_slice_axis(lz_module_param(m, "pos"), 0, 0, lz_dim(tokens, -1), 1);
-    lz_array *h = lz_add(lz_module_forward(lz_module_child(m, "embed"), tokens, key), pos);
-    h = lz_module_forward(lz_module_child(m, "blocks"), h, key);
-    h = lz_module_forward(lz_module_child(m, "norm"), h, key);
-    return lz_module_forward(lz_module_child(m, "head"), h, key);
-}
-
-static const lz_module_kind gpt_kind = {"gpt", gpt_forward, NULL, NULL};
-
-static lz_module *gpt_new(int64_t vocab, int64_t d, int64_t ctx, int layers, int heads) {
-    lz_module *m = lz_module_new(&gpt_kind, NULL);
-    int64_t ps[2] = {ctx, d};
-    lz_array *pos = lz_init_normal(lz_key_new(1), 2, ps, 0, 0.02, LZ_F32);
-    lz_module *blocks = lz_nn_sequential(0, NULL);
-    lz_block_opts o = {.bias = true, .causal = true};
-    for (int i = 0; i < layers; i++)
-        if (lz_nn_sequential_append(blocks, lz_nn_transformer_block(d, heads, &o, lz_key_new(10 + i))))
-            die("block");
-    int rc = lz_module_add_param(m, "pos", pos) ||
-             lz_module_add_child(m, "embed", lz_nn_embedding(vocab, d, lz_key_new(2))) ||
-             lz_module_add_child(m, "blocks", blocks) ||
-             lz_module_add_child(m, "norm", lz_nn_layer_norm(d, 1e-5, true, true)) ||
-             lz_module_add_child(m, "head", lz_nn_linear(d, vocab, true, lz_key_new(3)));
-    lz_release(pos);
-    if (rc) die("gpt");
-    return m;
 }
 
 /* ---- PyTorch side ---- */
@@ -340,7 +311,7 @@ int main(int argc, char **argv) {
     }
     const int64_t V = 65, D = 128, T = 128, B = 32, L = 4;
     if (on[2]) {   /* character-level GPT */
-        setup(&b[2], gpt_new(V, D, T, (int)L, 4), LZ_ADAMW);
+        setup(&b[2], bench_gpt_new(V, D, T, (int)L, 4), LZ_ADAMW);
         int64_t ts[2] = {B, T};
         for (int i = 0; i < NBATCH; i++) {
             b[2].x[i] = labels(2, ts, V, 500 + i);
