@@ -6,6 +6,10 @@
 
 /* ---- elementwise ---- */
 
+/* the scalar-parameter forms, with scalars that are not powers of two */
+static lz_array *affine_op(lz_array *x) { return lz_affine(x, -1.7, 0.3); }
+static lz_array *axpby_op(lz_array *x, lz_array *y) { return lz_axpby(0.9, x, -2.3, y); }
+
 static void test_unary(void **state) {
     (void)state;
     static const struct { const char *name; unary_op op; double lo, hi; int kind; } cases[] = {
@@ -21,6 +25,7 @@ static void test_unary(void **state) {
         {"softplus", lz_softplus, -3, 3, GC_PLAIN}, {"erf", lz_erf, -2, 2, GC_PLAIN},
         {"floor", lz_floor, -3, 3, GC_INT_STEP}, {"ceil", lz_ceil, -3, 3, GC_INT_STEP},
         {"round", lz_round, -3, 3, GC_HALF_STEP}, {"copy", lz_copy, -2, 2, GC_PLAIN},
+        {"affine", affine_op, -2, 2, GC_PLAIN},
     };
     for (size_t c = 0; c < sizeof cases / sizeof *cases; c++)
         for (int k = 0; k < 3; k++) {
@@ -55,6 +60,7 @@ static void test_binary(void **state) {
         {"pow", lz_pow, 0.5, 2, -2, 2, GC_PLAIN, GC_PLAIN},
         {"maximum", lz_maximum, -2, 2, -2, 2, GC_GRID_OFF, GC_GRID},
         {"minimum", lz_minimum, -2, 2, -2, 2, GC_GRID, GC_GRID_OFF},
+        {"axpby", axpby_op, -2, 2, -2, 2, GC_PLAIN, GC_PLAIN},
     };
     for (size_t c = 0; c < sizeof cases / sizeof *cases; c++)
         for (size_t p = 0; p < sizeof pairs / sizeof *pairs; p++) {

@@ -2,80 +2,14 @@
  * references written here, over contiguous/strided/transposed layouts, broadcasting (0-d and
  * size-1 dims), size-0 arrays, integer dtypes (wrapping, promotion), float16/bfloat16 storage;
  * edge values; the vectorised math of lib/backend/cpu/vmath.h against double libm over the
- * whole float range in ulps; error paths; fused groups that mix dtypes.
+ * whole float range in ulps; error paths. The fused engine's own cases are in test_fusion.c.
  *
  * Tolerances are in ulps of the result's format, per op (the tables below). An ulp here is
  * the spacing of the format in the binade of the exact value (2^-149 below FLT_MIN for
  * float32). NaN must give NaN, an exact value that rounds to +-inf must give that inf, and a
  * zero must have the sign of the reference. */
 #include <float.h>
-#include "testutil.h"
-
-/* ---- formats, rounding and comparison ---- */
-typedef struct { int mant, emin; double max; } fmt;
-static const fmt F32 = {23, -126, 0x1.fffffep127}, F16 = {10, -14, 65504.0},
-                 BF16 = {7, -126, 0x1.fep127};
-
-static fmt fmt_of(lz_dtype t) { return t == LZ_F16 ? F16 : t == LZ_BF16 ? BF16 : F32; }
-
-/* x rounded to nearest, ties to even, in format f (naive: scale to an integer and rint). */
-static double round_to(double x, fmt f) {
-    if (isnan(x) || isinf(x) || x == 0) return x;
-    int e;
-    frexp(fabs(x), &e);
-    int ex = e - 1 < f.emin ? f.emin : e - 1;
-    double q = ldexp(1.0, ex - f.mant), r = nearbyint(x / q) * q;
-    return fabs(r) > f.max ? copysign(INFINITY, x) : r;
-}
-
-/* |got - ref| in ulps of f at ref. */
-static double ulps(double got, double ref, fmt f) {
-    if (isnan(ref) || isnan(got)) return isnan(ref) && isnan(got) ? 0 : INFINITY;
-    double rr = round_to(ref, f);
-    if (isinf(rr) || isinf(got)) return got == rr ? 0 : INFINITY;
-    if (ref == 0) return got == 0 && signbit(got) == signbit(ref) ? 0 : INFINITY;
-    int e;
-    frexp(fabs(ref), &e);
-    return fabs(got - ref) / ldexp(1.0, (e - 1 < f.emin ? f.emin : e - 1) - f.mant);
-}
-
-/* Checks a (any float dtype) against ref within tol[i] ulps (or max_ulp when tol is NULL). */
-static void check_ulps_(lz_array *a, const double *ref, const double *tol, double max_ulp,
-                        const char *what, const char *file, int line) {
-    if (!a) fail_msg("%s:%d: %s: NULL: %s", file, line, what, lz_error());
-    int64_t n = lz_size(a);
-    float *f = malloc((size_t)(n ? n : 1) * sizeof *f);
-    if (lz_to_float(a, f, n)) fail_msg("%s:%d: %s: %s", file, line, what, lz_error());
-    fmt fm = fmt_of(lz_dtype_of(a));
-    for (int64_t i = 0; i < n; i++) {
-        double u = ulps(f[i], ref[i], fm), t = tol ? tol[i] : max_ulp;
-        if (u != 0 && !(u <= t)) {
-            double g = f[i];
-            free(f);
-            fail_msg("%s:%d: %s %s: element %lld: got %.9g, expected %.12g (%.3g ulp > %g)",
-                     file, line, what, lz_dtype_name(lz_dtype_of(a)), (long long)i, g, ref[i], u, t);
-        }
-    }
-    free(f);
-}
-#define check_ulps(a, ref, tol, max_ulp, what) check_ulps_(a, ref, tol, max_ulp, what, __FILE__, __LINE__)
-
-/* Checks an integer or bool array exactly. */
-static void check_ints_(lz_array *a, const int64_t *ref, const char *what, const char *file, int line) {
-    if (!a) fail_msg("%s:%d: %s: NULL: %s", file, line, what, lz_error());
-    int64_t n = lz_size(a);
-    int64_t *v = malloc((size_t)(n ? n : 1) * sizeof *v);
-    if (lz_to_int(a, v, n)) fail_msg("%s:%d: %s: %s", file, line, what, lz_error());
-    for (int64_t i = 0; i < n; i++)
-        if (v[i] != ref[i]) {
-            long long g = v[i];
-            free(v);
-            fail_msg("%s:%d: %s %s: element %lld: got %lld, expected %lld", file, line, what,
-                     lz_dtype_name(lz_dtype_of(a)), (long long)i, g, (long long)ref[i]);
-        }
-    free(v);
-}
-#define check_ints(a, ref, what) check_ints_(a, ref, what, __FILE__, __LINE__)
+#include "ulps.h"
 
 /* An integer as the dtype t stores it (two's complement wrap; bool: nonzero). */
 static int64_t wrap(int64_t v, lz_dtype t) {
@@ -548,6 +482,64 @@ static void test_scalar_helpers(void **state) {
     lz_pool_pop();
 }
 
+/* affine and axpby: in float32 bit for bit the expressions they replace (each product
+ * rounded, then the sum), over transposed and broadcast operands; ints give float32; float16
+ * is computed in float32 and rounded once. */
+static bool same_floats(lz_array *p, lz_array *q) {
+    int64_t n = lz_size(p);
+    float *a = malloc((size_t)n * sizeof *a), *b = malloc((size_t)n * sizeof *b);
+    bool same = !lz_to_float(p, a, n) && !lz_to_float(q, b, n) && !memcmp(a, b, (size_t)n * sizeof *a);
+    free(a);
+    free(b);
+    return same;
+}
+
+static void test_affine_axpby(void **state) {
+    (void)state;
+    uint64_t seed = 12;
+    int64_t sx[2] = {33, 17}, sy[1] = {17}, n = 33 * 17;
+    tarr x = t_rand(2, sx, LZ_F32, -3, 3, &seed, T_TRANSPOSED);
+    tarr y = t_rand(1, sy, LZ_F32, -3, 3, &seed, T_STRIDED);
+    tarr k = t_rand(2, sx, LZ_I32, -50, 50, &seed, T_CONTIG);
+    const double a = 0.1, b = -1.3;   /* neither exact in float32 */
+    const float fa = (float)a, fb = (float)b;
+    lz_pool_push();
+    lz_array *af = lz_affine(x.a, a, b), *ab = lz_axpby(a, x.a, b, y.a);
+    assert_true(same_floats(af, lz_add_scalar(lz_mul_scalar(x.a, a), b)));
+    assert_true(same_floats(ab, lz_add(lz_mul_scalar(x.a, a), lz_mul_scalar(y.a, b))));
+    double *r1 = malloc(n * sizeof *r1), *r2 = malloc(n * sizeof *r2), *r3 = malloc(n * sizeof *r3);
+    double *r4 = malloc(n * sizeof *r4);
+    for (int64_t i = 0; i < n; i++) {
+        float xv = (float)x.v[i], yv = (float)y.v[i % 17], p = fa * xv, q = fb * yv;
+        r1[i] = p + fb;
+        r2[i] = p + q;
+        r3[i] = (float)(fa * (float)k.v[i]) + 1.0f;
+    }
+    check_ulps(af, r1, NULL, 0, "affine");
+    check_ulps(ab, r2, NULL, 0, "axpby with broadcasting");
+    lz_array *ai = lz_affine(k.a, a, 1);
+    assert_int_equal(lz_dtype_of(ai), LZ_F32);
+    check_ulps(ai, r3, NULL, 0, "affine of int32 gives float32");
+    lz_array *h = lz_axpby(a, lz_astype(x.a, LZ_F16), b, lz_astype(y.a, LZ_F16));
+    assert_int_equal(lz_dtype_of(h), LZ_F16);
+    /* x and y were drawn in float32: their float16 roundings are the inputs here */
+    lz_array *hr = lz_axpby(a, lz_astype(lz_astype(x.a, LZ_F16), LZ_F32), b,
+                            lz_astype(lz_astype(y.a, LZ_F16), LZ_F32));
+    float *hv = malloc(n * sizeof *hv);
+    assert_int_equal(lz_to_float(hr, hv, n), 0);
+    for (int64_t i = 0; i < n; i++) r4[i] = round_to(hv[i], F16);
+    check_ulps(h, r4, NULL, 0, "axpby of float16, rounded once");
+    free(hv);
+    int64_t s3[1] = {3};
+    lz_array *bad = lz_zeros(1, s3, LZ_F32);
+    t_assert_error(lz_axpby(1, x.a, 1, bad), "axpby: shapes float32[33,17] and float32[3] cannot be broadcast together");
+    assert_null(lz_affine(NULL, 1, 0));
+    assert_null(lz_axpby(1, NULL, 1, y.a));
+    lz_pool_pop();
+    free(r1); free(r2); free(r3); free(r4);
+    t_free(&x); t_free(&y); t_free(&k);
+}
+
 /* ---- astype, copy, contiguous ---- */
 static double decode16(uint16_t h, bool bf) {
     uint32_t u = (uint32_t)h << 16;
@@ -666,117 +658,6 @@ static void test_copy_and_contiguous(void **state) {
     t_free(&x); t_free(&e);
 }
 
-/* ---- fused groups: mixed register reps, reused registers, threads, constants ---- */
-static void test_fused_mixed_dtypes(void **state) {
-    (void)state;
-    uint64_t seed = 8;
-    int64_t sh[2] = {37, 65}, n = 37 * 65;
-    tarr x = t_rand(2, sh, LZ_F32, -2, 2, &seed, T_STRIDED);
-    tarr k = t_rand(2, sh, LZ_I32, -3, 3, &seed, T_TRANSPOSED);
-    lz_pool_push();
-    lz_array *c = lz_less(x.a, k.a);                                  /* F -> bool */
-    lz_array *y = lz_where(c, lz_mul_scalar(x.a, 2), lz_add_scalar(k.a, -1));
-    lz_array *w = lz_add(lz_astype(y, LZ_I32), k.a);                  /* F -> I, int add */
-    lz_array *r = lz_mul(lz_astype(w, LZ_F32), lz_square(x.a));       /* I -> F */
-    r = lz_mul(r, lz_add_scalar(lz_astype(lz_logical_not(c), LZ_F32), 1));   /* bool -> F */
-    lz_array *h = lz_astype(lz_exp(lz_mul_scalar(x.a, 0.5)), LZ_F16); /* f16 output */
-    lz_array *m = lz_mul(r, lz_exp(r));                               /* r read twice */
-    lz_array *e = lz_mul(lz_sqrt(x.a), lz_sqrt(x.a));                 /* same value twice */
-    lz_retain(r); lz_retain(h); lz_retain(m); lz_retain(e);
-    lz_pool_pop();
-    assert_int_equal(LZ_EVAL(r, h, m, e), 0);
-    double *rr = malloc(n * 8), *rh = malloc(n * 8), *rm = malloc(n * 8), *re = malloc(n * 8);
-    float *rf = malloc(n * sizeof *rf);
-    for (int64_t i = 0; i < n; i++) {
-        double xv = x.v[i], kv = k.v[i];
-        int cv = xv < kv;
-        double yv = cv ? xv * 2 : kv - 1;
-        double wv = trunc(yv) + kv;
-        rr[i] = wv * (double)(float)(xv * xv) * (cv ? 1 : 2);   /* exact, then one rounding */
-        rh[i] = exp(xv * 0.5);
-        float sq = sqrtf((float)xv);
-        re[i] = (double)sq * sq;
-    }
-    check_ulps(r, rr, NULL, 0.5, "fused mixed reps");
-    check_ulps(h, rh, NULL, 1, "fused to float16");
-    check_ulps(e, re, NULL, 0.5, "fused, a dying value read twice");
-    lz_to_float(r, rf, n);   /* m is checked given the float r it was computed from */
-    for (int64_t i = 0; i < n; i++) rm[i] = rf[i] * exp(rf[i]);
-    check_ulps(m, rm, NULL, 2, "fused, a live value read again");
-    free(rr); free(rh); free(rm); free(re); free(rf);
-    lz_release(r); lz_release(h); lz_release(m); lz_release(e);
-    t_free(&x); t_free(&k);
-}
-
-/* Over 65,536 elements the engine runs on all threads: every thread fills its constant
- * registers itself; a value used many times stays live while others recycle registers. */
-static void test_fused_threads_constants_and_reuse(void **state) {
-    (void)state;
-    int64_t n = 200003;
-    lz_array *x = lz_linspace(-3, 3, n, LZ_F32), *ih = lz_arange(0, (double)n, 1, LZ_I64);
-    lz_pool_push();
-    lz_array *y = lz_mul_scalar(x, 0.25);
-    for (int i = 0; i < 12; i++) y = lz_add(lz_mul(y, x), lz_mul_scalar(x, 0.125));
-    lz_array *h = lz_mul_scalar(lz_astype(x, LZ_F16), 0.25);   /* a float16 constant leaf */
-    lz_array *q = lz_add_scalar(lz_mul_scalar(ih, 3), 7);       /* int64 constants */
-    lz_array *sl = lz_exp(lz_slice_axis(x, 0, 1, n, 2));        /* strided leaf */
-    lz_retain(y); lz_retain(h); lz_retain(q); lz_retain(sl);
-    lz_pool_pop();
-    assert_int_equal(LZ_EVAL(y, h, q, sl), 0);
-    float *xs = malloc(n * sizeof *xs), *ys = malloc(n * sizeof *ys);
-    int64_t *qs = malloc(n * sizeof *qs), ns = lz_size(sl);
-    double *rh = malloc(n * sizeof *rh), *rs = malloc(n * sizeof *rs);
-    assert_true(!lz_to_float(x, xs, n) && !lz_to_float(y, ys, n) && !lz_to_int(q, qs, n));
-    for (int64_t i = 0; i < n; i++) {
-        float v = xs[i] * 0.25f;   /* the same float32 operations, in order */
-        for (int j = 0; j < 12; j++) v = v * xs[i] + xs[i] * 0.125f;
-        if (ys[i] != v) fail_msg("element %lld: got %.9g, expected %.9g", (long long)i, ys[i], v);
-        if (qs[i] != 3 * i + 7) fail_msg("int element %lld: got %lld", (long long)i, (long long)qs[i]);
-        rh[i] = round_to(round_to(xs[i], F16) * 0.25, F16);
-    }
-    check_ulps(h, rh, NULL, 0, "float16 with a constant");
-    assert_int_equal(ns, (n - 1) / 2);
-    for (int64_t i = 0; i < ns; i++) rs[i] = exp(xs[1 + 2 * i]);
-    check_ulps(sl, rs, NULL, 1, "strided leaf");
-    free(xs); free(ys); free(qs); free(rh); free(rs);
-    lz_release(y); lz_release(h); lz_release(q); lz_release(sl); lz_release(x); lz_release(ih);
-}
-
-/* A broadcast operand of another dtype is cast inside the consumer's kernel, not apart. */
-static void test_fused_cast_of_broadcast(void **state) {
-    (void)state;
-    uint64_t seed = 9;
-    int64_t sx[2] = {40, 33}, sb[1] = {33};
-    tarr x = t_rand(2, sx, LZ_F32, -1, 1, &seed, T_CONTIG), b = t_rand(1, sb, LZ_I32, -9, 9, &seed, T_STRIDED);
-    lz_pool_push();
-    lz_array *y = lz_mul(lz_add(x.a, b.a), lz_scalar(3, LZ_I64));
-    lz_stats_reset();
-    assert_int_equal(lz_eval1(y), 0);
-    assert_int_equal(lz_stats().kernels, 1);
-    double ref[40 * 33];
-    for (int i = 0; i < 40 * 33; i++) ref[i] = (double)(float)(x.v[i] + b.v[i % 33]) * 3;
-    check_ulps(y, ref, NULL, 0.5, "cast of broadcast operands");
-    lz_pool_pop();
-    t_free(&x); t_free(&b);
-}
-
-/* Outputs of 32 MiB and more are written with streaming stores; an odd size checks the tail. */
-static void test_fused_large_output(void **state) {
-    (void)state;
-    int64_t n = (8 << 20) + 37;
-    lz_array *x = lz_linspace(-1, 1, n, LZ_F32);
-    lz_pool_push();
-    lz_array *y = lz_retain(lz_add_scalar(lz_mul_scalar(x, 3), 1));   /* held: its own kernel */
-    lz_array *z = lz_retain(lz_neg(y));
-    lz_pool_pop();
-    float *xs = malloc(n * sizeof *xs), *zs = malloc(n * sizeof *zs);
-    assert_true(!lz_to_float(x, xs, n) && !lz_to_float(z, zs, n));
-    for (int64_t i = 0; i < n; i++)
-        if (zs[i] != -(xs[i] * 3.0f + 1.0f)) fail_msg("element %lld: got %g", (long long)i, zs[i]);
-    free(xs); free(zs);
-    lz_release(z); lz_release(y); lz_release(x);
-}
-
 /* ---- errors ---- */
 static void test_errors(void **state) {
     (void)state;
@@ -806,12 +687,10 @@ int main(void) {
         cmocka_unit_test(test_binary_float32_broadcast_layouts),
         cmocka_unit_test(test_binary_dtypes_and_promotion),
         cmocka_unit_test(test_binary_edge_values), cmocka_unit_test(test_where),
-        cmocka_unit_test(test_scalar_helpers), cmocka_unit_test(test_astype_all_pairs),
+        cmocka_unit_test(test_scalar_helpers), cmocka_unit_test(test_affine_axpby),
+        cmocka_unit_test(test_astype_all_pairs),
         cmocka_unit_test(test_astype_edges_and_half_round_trips),
-        cmocka_unit_test(test_copy_and_contiguous), cmocka_unit_test(test_fused_mixed_dtypes),
-        cmocka_unit_test(test_fused_threads_constants_and_reuse),
-        cmocka_unit_test(test_fused_cast_of_broadcast),
-        cmocka_unit_test(test_fused_large_output), cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_copy_and_contiguous), cmocka_unit_test(test_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

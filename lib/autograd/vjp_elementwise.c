@@ -177,6 +177,15 @@ static int extremum(lz_array *node, lz_array *ct, const bool *w, lz_array **g, b
 RULE(maximum) { return extremum(node, ct, w, g, true); }
 RULE(minimum) { return extremum(node, ct, w, g, false); }
 
+/* a x + b: a ct;  a x + b y: a ct and b ct */
+RULE(affine) { (void)w; return set(g, 0, lz_mul_scalar(ct, node->params.f[0])); }
+RULE(axpby) {
+    int rc = 0;
+    if (w[0]) rc |= set(g, 0, lz_mul_scalar(ct, node->params.f[0]));
+    if (w[1]) rc |= set(g, 1, lz_mul_scalar(ct, node->params.f[1]));
+    return rc;
+}
+
 /* where(cond, a, b): the chosen side gets the cotangent; cond (bool) gets none */
 RULE(where) {
     lz_array *cond = X(0), *z = sc(ct, 0);
@@ -196,7 +205,8 @@ void ad_register_elementwise(void) {
         {LZ_P_ERF, erf_}, {LZ_P_FLOOR, zero}, {LZ_P_CEIL, zero}, {LZ_P_ROUND, zero},
         {LZ_P_COPY, copy}, {LZ_P_CAST, cast}, {LZ_P_ADD, add}, {LZ_P_SUB, sub},
         {LZ_P_MUL, mul}, {LZ_P_DIV, div_}, {LZ_P_POW, pow_}, {LZ_P_MAXIMUM, maximum},
-        {LZ_P_MINIMUM, minimum}, {LZ_P_WHERE, where},
+        {LZ_P_MINIMUM, minimum}, {LZ_P_WHERE, where}, {LZ_P_AFFINE, affine},
+        {LZ_P_AXPBY, axpby},
     };
     for (size_t i = 0; i < sizeof rules / sizeof *rules; i++) lz_prims[rules[i].p].vjp = rules[i].f;
 }

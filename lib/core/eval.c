@@ -9,7 +9,10 @@
  *                held from outside (a target, a user handle) and must keep its value;
  *   3. group     walking consumers before producers, an elementwise node joins its
  *                consumer's group when that consumer is elementwise of the same shape, or a
- *                reduction of it, and nobody else needs its value: it will never own memory;
+ *                reduction of it, and no other node of the graph needs its value. If nobody
+ *                outside needs it either, it will never own memory; if someone does (a
+ *                target, a user handle: an optimizer's new moment read by the new
+ *                parameter), the group stores it too, as it goes (elementwise groups only);
  *   4. run       each group root in order: allocate the output (taking over a dying input's
  *                buffer when sizes match: donation), run the group or kernel, then detach the
  *                node from its inputs. Detaching drops references, so an intermediate's buffer
@@ -94,6 +97,8 @@ static void count(const list *order) {
         a->consumer = NULL;
         a->group = a;
         a->group_size = 1 + a->ninputs;
+        a->group_outs = 0;
+        a->store = false;
     }
     for (size_t k = 0; k < order->n; k++) {
         lz_array *a = order->v[k];
@@ -115,17 +120,22 @@ static void group(const list *order) {
     for (size_t k = order->n; k-- > 0;) {
         lz_array *a = order->v[k], *c = a->consumer;
         if (lz_prims[a->prim].kind != LZ_KIND_EW || !c) continue;
-        /* Someone outside this graph holds it: keep its value. References held only by
-         * autorelease pools do not count: code that evaluates inside a pool still fuses, and
-         * a fused node stays pending, so reading it later recomputes it from its inputs. */
-        if (atomic_load(&a->refs) - atomic_load(&a->pool_refs) != a->uses) continue;
+        /* Someone outside this graph holds it: the group must store its value. References
+         * held only by autorelease pools do not count: code that evaluates inside a pool
+         * still fuses, and a fused node stays pending, so reading it later recomputes it
+         * from its inputs. */
+        bool held = atomic_load(&a->refs) - atomic_load(&a->pool_refs) != a->uses;
         int ck = lz_prims[c->prim].kind;
         bool ok = (ck == LZ_KIND_EW && same_shape(a, c)) ||
                   (ck == LZ_KIND_REDUCE && c->inputs[0] == a);
         lz_array *root = c->group;
         if (!ok || root->group_size + a->ninputs + 1 > LZ_FUSE_MAX) continue;
+        if (held && (lz_prims[root->prim].kind != LZ_KIND_EW || root->group_outs == LZ_FUSE_OUTS))
+            continue;
         a->group = root;
+        a->store = held;
         root->group_size += a->ninputs + 1;
+        root->group_outs += held;
     }
 }
 
@@ -143,6 +153,10 @@ static int emit(lz_fused *g, lz_array *a, lz_array *root) {
     int k = g->ninstr++;
     g->instr[k].node = a;
     memcpy(g->instr[k].src, src, sizeof src);
+    if (a->store && a != root) {
+        g->outs[g->nouts].node = a;
+        g->outs[g->nouts++].instr = k;
+    }
     return k;
 }
 
@@ -169,13 +183,16 @@ static size_t nbytes_of(const lz_array *a) {
     return n ? n : 1;
 }
 
-/* Donation: an elementwise group may write into a leaf's buffer if that leaf dies here (only
- * this group references it), nobody else shares the buffer, and its layout is exactly the
- * output's (so tile i of the output only overwrites tile i of the input after reading it). */
-static lz_buffer *donor(const lz_fused *g, const lz_array *out) {
+/* Donation: an elementwise group may write a value into a leaf's buffer if that leaf dies
+ * here (only this group references it), nobody else shares the buffer, and its layout is
+ * exactly the value's (so tile i of the output only overwrites tile i of the input after
+ * reading it: every stored value is written after its tile's program has run). `taken`
+ * marks the leaves already given to another value of the group. */
+static lz_buffer *donor(const lz_fused *g, const lz_array *out, bool *taken) {
     size_t need = nbytes_of(out);
     for (int j = 0; j < g->nleaves; j++) {
         lz_array *l = g->leaves[j];
+        if (taken[j]) continue;
         int edges = 0;
         for (int k = 0; k < g->ninstr; k++)
             for (int i = 0; i < g->instr[k].node->ninputs; i++)
@@ -184,6 +201,7 @@ static lz_buffer *donor(const lz_fused *g, const lz_array *out) {
         if (l->offset || !lz_is_contiguous(l) || !same_shape(l, out)) continue;
         if (lz_dtype_size(l->dtype) != lz_dtype_size(out->dtype) || l->buf->nbytes < need)
             continue;
+        taken[j] = true;
         lz_buffer_retain(l->buf);
         return l->buf;
     }
@@ -210,10 +228,26 @@ static int run(lz_array *a) {
     if (p->kind == LZ_KIND_EW || p->kind == LZ_KIND_REDUCE) {
         lz_fused g;
         build(&g, a);
-        a->buf = p->kind == LZ_KIND_EW ? donor(&g, a) : NULL;
-        if (!a->buf && !(a->buf = lz_buffer_alloc(nbytes_of(a)))) return -1;
+        bool taken[LZ_FUSE_MAX] = {false};
+        a->buf = p->kind == LZ_KIND_EW ? donor(&g, a, taken) : NULL;
+        int rc = !a->buf && !(a->buf = lz_buffer_alloc(nbytes_of(a))) ? -1 : 0;
+        for (int o = 0; o < g.nouts && !rc; o++) {
+            lz_array *x = g.outs[o].node;
+            if (!(x->buf = donor(&g, x, taken)) && !(x->buf = lz_buffer_alloc(nbytes_of(x))))
+                rc = -1;
+        }
         lz_stats_add_nodes((uint64_t)g.ninstr + (g.reduce != NULL));
-        return lz_cpu_backend.run_fused(&g);
+        if (!rc) rc = lz_cpu_backend.run_fused(&g);
+        for (int o = 0; o < g.nouts; o++) {   /* stored values are evaluated arrays now */
+            lz_array *x = g.outs[o].node;
+            if (!rc) {
+                detach(x);
+            } else {
+                lz_buffer_release(x->buf);
+                x->buf = NULL;
+            }
+        }
+        return rc;
     }
     if (!p->cpu) {
         lz_fail("%s: no CPU kernel", p->name);

@@ -56,6 +56,8 @@ struct lz_array {
     lz_array *consumer;             /* the single consumer, or NULL if several */
     lz_array *group;                /* root of the fused group it belongs to (itself if root) */
     int group_size;                 /* on a root: nodes + leaves so far (bounded by LZ_FUSE_MAX) */
+    int group_outs;                 /* on a root: values its group stores besides its own */
+    bool store;                     /* fused into a group, and its value is needed outside it */
 };
 
 /* Element address of a flat row-major index is not needed by kernels: they walk strides. */
@@ -113,8 +115,15 @@ extern lz_prim_info lz_prims[LZ_NPRIMS];
  * A group is a tree of elementwise nodes of one shape, evaluated as a small program over
  * tiles: leaves are loaded (with their strides, broadcasting included), instructions run in
  * order on tile registers, the last instruction is the group's value. If `reduce` is set,
- * the value is not stored but reduced by that node (a REDUCE primitive). */
+ * the value is not stored but reduced by that node (a REDUCE primitive).
+ *
+ * An elementwise group may store more values than its root's: an inner node whose value is
+ * held outside the group (an optimizer's new moment, read by the new parameter in the same
+ * pass) is one of `outs`, written to its own buffer (given by the scheduler) as the tiles go.
+ * So an update that writes a parameter and its state is one pass over memory, not one per
+ * array written. */
 #define LZ_FUSE_MAX 64
+#define LZ_FUSE_OUTS 8
 typedef struct {
     int nleaves;
     lz_array *leaves[LZ_FUSE_MAX];
@@ -125,6 +134,11 @@ typedef struct {
     } instr[LZ_FUSE_MAX];
     lz_array *out;          /* the elementwise root (its shape is the group's index space) */
     lz_array *reduce;       /* optional closing reduction node (its input is `out`) */
+    int nouts;              /* inner values also stored (elementwise groups only) */
+    struct {
+        lz_array *node;     /* has its buffer (contiguous) before the group runs */
+        int instr;          /* the instruction computing it */
+    } outs[LZ_FUSE_OUTS];
 } lz_fused;
 
 /* ---- backend interface (lib/backend/<device> implements it) ---- */

@@ -27,7 +27,7 @@
     X(GELU_TANH, "gelu_tanh", EW, D) X(SILU, "silu", EW, D) \
     X(SOFTPLUS, "softplus", EW, D) X(ERF, "erf", EW, D)   \
     X(FLOOR, "floor", EW, D) X(CEIL, "ceil", EW, D)       \
-    X(ROUND, "round", EW, D)                              \
+    X(ROUND, "round", EW, D) X(AFFINE, "affine", EW, D)   \
     X(LOGICAL_NOT, "logical_not", EW, 0)                  \
     X(ISNAN, "isnan", EW, 0) X(ISFINITE, "isfinite", EW, 0) \
     X(COPY, "copy", EW, D) X(CAST, "cast", EW, D)         \
@@ -35,7 +35,7 @@
     X(ADD, "add", EW, D) X(SUB, "sub", EW, D)             \
     X(MUL, "mul", EW, D) X(DIV, "div", EW, D)             \
     X(POW, "pow", EW, D) X(MAXIMUM, "maximum", EW, D)     \
-    X(MINIMUM, "minimum", EW, D)                          \
+    X(MINIMUM, "minimum", EW, D) X(AXPBY, "axpby", EW, D) \
     X(EQ, "equal", EW, 0) X(NE, "not_equal", EW, 0)       \
     X(LT, "less", EW, 0) X(LE, "less_equal", EW, 0)       \
     X(GT, "greater", EW, 0) X(GE, "greater_equal", EW, 0) \

@@ -56,9 +56,10 @@ static lz_array *conform(lz_array *x, lz_dtype t, int ndim, const int64_t *shape
     return b;
 }
 
-/* Builds prim over n inputs, each conformed to `in_t`, with output dtype out_t. */
-static lz_array *make(lz_prim_id p, int n, lz_array *const *xs, const lz_dtype *in_t,
-                      lz_dtype out_t) {
+/* Builds prim over n inputs, each conformed to `in_t`, with output dtype out_t and
+ * parameters prm (NULL: none). */
+static lz_array *make_with(lz_prim_id p, int n, lz_array *const *xs, const lz_dtype *in_t,
+                           lz_dtype out_t, const lz_params *prm) {
     for (int i = 0; i < n; i++) if (!xs[i]) return NULL;
     int ndim;
     int64_t shape[LZ_MAX_DIMS];
@@ -67,10 +68,15 @@ static lz_array *make(lz_prim_id p, int n, lz_array *const *xs, const lz_dtype *
     lz_array *out = NULL;
     for (int i = 0; i < n; i++)
         if (!(c[i] = conform(xs[i], in_t[i], ndim, shape))) goto done;
-    out = lz_node(p, out_t, ndim, shape, n, c, NULL);
+    out = lz_node(p, out_t, ndim, shape, n, c, prm);
 done:
     for (int i = 0; i < n; i++) lz_release(c[i]);
     return lz_autorelease(out);
+}
+
+static lz_array *make(lz_prim_id p, int n, lz_array *const *xs, const lz_dtype *in_t,
+                      lz_dtype out_t) {
+    return make_with(p, n, xs, in_t, out_t, NULL);
 }
 
 /* ---- unary ---- */
@@ -114,6 +120,14 @@ lz_array *lz_round(lz_array *a) { return unary(LZ_P_ROUND, a, KEEP); }
 lz_array *lz_logical_not(lz_array *a) { return unary(LZ_P_LOGICAL_NOT, a, LOGIC); }
 lz_array *lz_isnan(lz_array *a) { return unary(LZ_P_ISNAN, a, PRED); }
 lz_array *lz_isfinite(lz_array *a) { return unary(LZ_P_ISFINITE, a, PRED); }
+
+/* params.f[0] = a, f[1] = b */
+lz_array *lz_affine(lz_array *x, double a, double b) {
+    if (!x) return NULL;
+    lz_dtype t = float_of(x->dtype);
+    lz_params prm = {.f = {a, b}};
+    return make_with(LZ_P_AFFINE, 1, &x, &t, t, &prm);
+}
 
 lz_array *lz_astype(lz_array *a, lz_dtype t) {
     if (!a) return NULL;
@@ -166,6 +180,16 @@ lz_array *lz_greater(lz_array *a, lz_array *b) { return binary(LZ_P_GT, a, b, CM
 lz_array *lz_greater_equal(lz_array *a, lz_array *b) { return binary(LZ_P_GE, a, b, CMP); }
 lz_array *lz_logical_and(lz_array *a, lz_array *b) { return binary(LZ_P_LOGICAL_AND, a, b, BOOLEAN); }
 lz_array *lz_logical_or(lz_array *a, lz_array *b) { return binary(LZ_P_LOGICAL_OR, a, b, BOOLEAN); }
+
+/* params.f[0] = a, f[1] = b */
+lz_array *lz_axpby(double a, lz_array *x, double b, lz_array *y) {
+    if (!x || !y) return NULL;
+    lz_dtype t = float_of(lz_promote_types(x->dtype, y->dtype));
+    lz_array *xs[2] = {x, y};
+    lz_dtype in[2] = {t, t};
+    lz_params prm = {.f = {a, b}};
+    return make_with(LZ_P_AXPBY, 2, xs, in, t, &prm);
+}
 
 lz_array *lz_where(lz_array *cond, lz_array *a, lz_array *b) {
     if (!cond || !a || !b) return NULL;

@@ -74,6 +74,12 @@ lz_array *lz_where(lz_array *cond, lz_array *a, lz_array *b);
 lz_array *lz_add_scalar(lz_array *a, double s);
 lz_array *lz_mul_scalar(lz_array *a, double s);
 lz_array *lz_pow_scalar(lz_array *a, double s);
+/* a x + b and a x + b y (y broadcast with x) in one elementwise op each: the running
+ * averages, decays and steps of the optimizers. Float results (ints give float32); a and b
+ * are rounded to float32, each product is rounded, then the sum (no fused multiply-add), so
+ * a float32 result is bit for bit lz_add(lz_mul_scalar(x, a), lz_mul_scalar(y, b)). */
+lz_array *lz_affine(lz_array *x, double a, double b);
+lz_array *lz_axpby(double a, lz_array *x, double b, lz_array *y);
 
 /* ---- views and shape (lib/ops/shape.c): no copy unless the layout forbids it ---- */
 lz_array *lz_reshape(lz_array *a, int ndim, const int64_t *shape); /* one dim may be -1 */

@@ -5,10 +5,12 @@
  * momentum); starting from zero is written here as the same expression with the zero term
  * dropped, which gives the same floats (b * 0 + x == x) without allocating a zeros array.
  *
- * Fusion: every expression below is elementwise over one shape, so the scheduler runs each
- * buffer that outlives the step as one pass and the new parameter as one more. The gradient
- * with L2 decay (g + wd * p) is rebuilt for each use instead of shared, so each consumer fuses
- * it rather than reading a materialised copy. */
+ * Fusion: every expression below is elementwise over one shape, so the scheduler runs a
+ * parameter's whole update (new parameter and new buffers, which the group also stores) as
+ * one pass over memory. Scalings and sums are written with lz_axpby / lz_affine, one
+ * instruction each where mul_scalar + add took three (and gave the same floats). The gradient
+ * with L2 decay (g + wd * p) is rebuilt for each use instead of shared: a shared node would
+ * be computed once and read twice, which a fused group (a tree) cannot do without storing it. */
 #include <math.h>
 #include "../ops/ops.h"
 #include "rules.h"
@@ -39,9 +41,9 @@ bool optim_buf_needed(const lz_optim_config *c, int k) {
     }
 }
 
-/* a * x + b * y */
+/* a * x + b * y, one elementwise instruction */
 static lz_array *lin(double a, lz_array *x, double b, lz_array *y) {
-    return lz_add(lz_mul_scalar(x, a), lz_mul_scalar(y, b));
+    return lz_axpby(a, x, b, y);
 }
 
 /* A running average: b * old + (1 - b) * x, or (1 - b) * x when old is none (zero). */
@@ -54,18 +56,18 @@ static lz_array *ema(lz_array *old, double b, lz_array *x) {
 static lz_array *grad(const optim_rule_in *in) {
     double wd = in->cfg->weight_decay;
     bool coupled = in->cfg->kind != LZ_ADAMW && in->cfg->kind != LZ_LION;
-    return coupled && wd != 0 ? lz_add(in->g, lz_mul_scalar(in->p, wd)) : in->g;
+    return coupled && wd != 0 ? lin(1, in->g, wd, in->p) : in->g;
 }
 
-/* The parameter with decoupled weight decay, p * (1 - lr * wd) (AdamW, Lion). */
-static lz_array *decayed(const optim_rule_in *in) {
-    double wd = in->cfg->weight_decay;
-    return wd != 0 ? lz_mul_scalar(in->p, 1 - in->lr * wd) : in->p;
+/* The factor of decoupled weight decay, p * (1 - lr * wd) (AdamW, Lion); 1 for the others. */
+static double decay(const optim_rule_in *in) {
+    bool decoupled = in->cfg->kind == LZ_ADAMW || in->cfg->kind == LZ_LION;
+    return decoupled ? 1 - in->lr * in->cfg->weight_decay : 1;
 }
 
-/* p - s * d */
-static lz_array *descend(lz_array *p, double s, lz_array *d) {
-    return lz_add(p, lz_mul_scalar(d, -s));
+/* p * k - s * d (k = 1 multiplies exactly) */
+static lz_array *descend(lz_array *p, double k, double s, lz_array *d) {
+    return lin(k, p, -s, d);
 }
 
 /* torch.optim.SGD:
@@ -80,7 +82,7 @@ static void sgd(const optim_rule_in *in, lz_array **p_out, lz_array **buf) {
         buf[0] = in->buf[0] ? lin(c->momentum, in->buf[0], 1 - c->dampening, grad(in)) : grad(in);
         d = c->nesterov ? lz_add(grad(in), lz_mul_scalar(buf[0], c->momentum)) : buf[0];
     }
-    *p_out = descend(in->p, in->lr, d);
+    *p_out = descend(in->p, 1, in->lr, d);
 }
 
 /* torch.optim.Adam / torch.optim.AdamW:
@@ -96,9 +98,8 @@ static void adam(const optim_rule_in *in, lz_array **p_out, lz_array **buf) {
     lz_array *v = buf[1];
     if (c->amsgrad) v = buf[2] = in->buf[2] ? lz_maximum(in->buf[2], buf[1]) : buf[1];
     double bc1 = 1 - pow(b1, t), bc2 = 1 - pow(b2, t);
-    lz_array *denom = lz_add_scalar(lz_mul_scalar(lz_sqrt(v), 1 / sqrt(bc2)), c->eps);
-    lz_array *p = c->kind == LZ_ADAMW ? decayed(in) : in->p;
-    *p_out = descend(p, in->lr / bc1, lz_div(buf[0], denom));
+    lz_array *denom = lz_affine(lz_sqrt(v), 1 / sqrt(bc2), c->eps);
+    *p_out = descend(in->p, decay(in), in->lr / bc1, lz_div(buf[0], denom));
 }
 
 /* torch.optim.RMSprop:
@@ -119,12 +120,12 @@ static void rmsprop(const optim_rule_in *in, lz_array **p_out, lz_array **buf) {
         buf[2] = ema(in->buf[2], a, grad(in));
         var = lz_maximum(lz_sub(buf[0], lz_square(buf[2])), lz_scalar(0, LZ_F32));
     }
-    lz_array *step = lz_div(grad(in), lz_add_scalar(lz_sqrt(var), c->eps));
+    lz_array *step = lz_div(grad(in), lz_affine(lz_sqrt(var), 1, c->eps));
     if (c->momentum > 0) {
-        buf[1] = in->buf[1] ? lz_add(lz_mul_scalar(in->buf[1], c->momentum), step) : step;
+        buf[1] = in->buf[1] ? lin(c->momentum, in->buf[1], 1, step) : step;
         step = buf[1];
     }
-    *p_out = descend(in->p, in->lr, step);
+    *p_out = descend(in->p, 1, in->lr, step);
 }
 
 /* torch.optim.Adagrad:
@@ -139,8 +140,8 @@ static void adagrad(const optim_rule_in *in, lz_array **p_out, lz_array **buf) {
     buf[0] = in->buf[0] ? lz_add(in->buf[0], g2)
                         : c->initial_accumulator_value != 0
                               ? lz_add_scalar(g2, c->initial_accumulator_value) : g2;
-    lz_array *std = lz_add_scalar(lz_sqrt(buf[0]), c->eps);
-    *p_out = descend(in->p, lr, lz_div(grad(in), std));
+    lz_array *std = lz_affine(lz_sqrt(buf[0]), 1, c->eps);
+    *p_out = descend(in->p, 1, lr, lz_div(grad(in), std));
 }
 
 /* Lion (paper, Algorithm 2, decoupled weight decay):
@@ -150,7 +151,7 @@ static void adagrad(const optim_rule_in *in, lz_array **p_out, lz_array **buf) {
 static void lion(const optim_rule_in *in, lz_array **p_out, lz_array **buf) {
     const lz_optim_config *c = in->cfg;
     lz_array *interp = ema(in->buf[0], c->betas[0], in->g);
-    *p_out = descend(decayed(in), in->lr, lz_sign(interp));
+    *p_out = descend(in->p, decay(in), in->lr, lz_sign(interp));
     buf[0] = ema(in->buf[0], c->betas[1], in->g);
 }
 

@@ -192,6 +192,24 @@ static int64_t ipow(int64_t x, int64_t y) {
 }
 BINARY(pow_i, int64_t, int64_t, ipow(x, y))
 
+/* a x + b and a x + b y, the scalars in params.f: two roundings, as the separate ops give
+ * (-std=c11 keeps gcc from contracting them into a fused multiply-add). */
+static void affine_f(int64_t n, void *out, const void *x_, const void *b_, const void *c_,
+                     const lz_params *p) {
+    (void)b_; (void)c_;
+    const float *x = x_, s = (float)p->f[0], t = (float)p->f[1];
+    float *o = out;
+    _Pragma("omp simd") for (int64_t i = 0; i < n; i++) o[i] = s * x[i] + t;
+}
+
+static void axpby_f(int64_t n, void *out, const void *x_, const void *y_, const void *c_,
+                    const lz_params *p) {
+    (void)c_;
+    const float *x = x_, *y = y_, s = (float)p->f[0], t = (float)p->f[1];
+    float *o = out;
+    _Pragma("omp simd") for (int64_t i = 0; i < n; i++) o[i] = s * x[i] + t * y[i];
+}
+
 static void where_f(int64_t n, void *out, const void *c_, const void *a_, const void *b_,
                     const lz_params *p) {
     (void)p;
@@ -219,11 +237,13 @@ const ew_kernels cpu_ew[LZ_NPRIMS] = {
     [LZ_P_GELU] = {gelu_f, NULL}, [LZ_P_GELU_TANH] = {gelu_tanh_f, NULL},
     [LZ_P_SILU] = {silu_f, NULL}, [LZ_P_SOFTPLUS] = {softplus_f, NULL},
     [LZ_P_ERF] = {erf_f, NULL}, [LZ_P_FLOOR] = {floor_f, same_i}, [LZ_P_CEIL] = {ceil_f, same_i},
-    [LZ_P_ROUND] = {round_f, same_i}, [LZ_P_LOGICAL_NOT] = {NULL, not_i},
+    [LZ_P_ROUND] = {round_f, same_i}, [LZ_P_AFFINE] = {affine_f, NULL},
+    [LZ_P_LOGICAL_NOT] = {NULL, not_i},
     [LZ_P_ISNAN] = {isnan_f, false_i}, [LZ_P_ISFINITE] = {isfinite_f, true_i},
     [LZ_P_ADD] = {add_f, add_i}, [LZ_P_SUB] = {sub_f, sub_i}, [LZ_P_MUL] = {mul_f, mul_i},
     [LZ_P_DIV] = {div_f, NULL}, [LZ_P_POW] = {pow_f, pow_i},
     [LZ_P_MAXIMUM] = {max_f, max_i}, [LZ_P_MINIMUM] = {min_f, min_i},
+    [LZ_P_AXPBY] = {axpby_f, NULL},
     [LZ_P_EQ] = {eq_f, eq_i}, [LZ_P_NE] = {ne_f, ne_i}, [LZ_P_LT] = {lt_f, lt_i},
     [LZ_P_LE] = {le_f, le_i}, [LZ_P_GT] = {gt_f, gt_i}, [LZ_P_GE] = {ge_f, ge_i},
     [LZ_P_LOGICAL_AND] = {NULL, and_i}, [LZ_P_LOGICAL_OR] = {NULL, or_i},

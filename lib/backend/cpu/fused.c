@@ -252,6 +252,8 @@ static void plan_slots(cpu_program *p) {
     for (int v = 0; v < nl + g->ninstr; v++) last[v] = -1;
     for (int k = 0; k < g->ninstr; k++)
         for (int i = 0; i < g->instr[k].node->ninputs; i++) last[g->instr[k].src[i]] = k;
+    for (int o = 0; o < g->nouts; o++)   /* stored after the tile's program: never dies */
+        last[nl + g->outs[o].instr] = g->ninstr;
     for (int j = 0; j < nl; j++) p->slot[j] = (int16_t)(in_place(p, j) ? -1 : ns++);
     for (int k = 0; k < g->ninstr; k++) {
         const lz_array *node = g->instr[k].node;
@@ -680,6 +682,31 @@ static const void *copy_tile(const cpu_program *p, const tile *t, char *s, void 
     return d;
 }
 
+/* Where a group's stored values go and how: the root's, then each of g->outs. */
+typedef struct {
+    char *base;
+    lz_dtype dtype;
+    int rep;
+    int reg;                 /* register of an inner value (-1: the root's) */
+} target;
+
+/* Stores tile t's value v of target o (the index space's contiguous strides cs). */
+static void store_tile(const cpu_program *p, const tile *t, const target *o, const void *v,
+                       const int64_t *cs, bool stream) {
+    int64_t es = (int64_t)lz_dtype_size(o->dtype), rs = reg_size(o->rep, o->dtype);
+    if (p->block_axis >= 0) {
+        int64_t off = 0;
+        for (int d = 0; d < p->ndim; d++) off += t->idx[d] * cs[d];
+        for (int64_t r = 0; r < t->rows; r++)   /* the block's rows lie apart in out */
+            cpu_store(o->base + (off + r * cs[p->block_axis]) * es, o->dtype, o->rep,
+                      (const char *)v + r * t->cols * rs, t->cols);
+        return;
+    }
+    char *dst = o->base + t->start * es;
+    if (stream) stream_copy(dst, v, (size_t)(t->n * es));
+    else if (v != dst) cpu_store(dst, o->dtype, o->rep, v, t->n);
+}
+
 static int run_elementwise(const lz_fused *g) {
     cpu_program p;
     program_init(&p, g, NULL, pick_block_axis(g));
@@ -698,13 +725,20 @@ static int run_elementwise(const lz_fused *g) {
     int64_t cs[LZ_MAX_DIMS];
     lz_contiguous_strides(p.ndim, p.shape, cs);
     size_t es = lz_dtype_size(out->dtype), scratch = cpu_program_scratch(&p) + LZ_TILE * 8;
-    int rep = raw ? REP_RAW : rep_of(out->dtype);
-    int64_t rs = reg_size(rep, out->dtype);
-    char *dst0 = out->buf->data;
+    target tg[1 + LZ_FUSE_OUTS];
+    tg[0] = (target){out->buf->data, out->dtype, raw ? REP_RAW : rep_of(out->dtype), -1};
+    for (int o = 0; o < g->nouts; o++) {
+        const lz_array *x = g->outs[o].node;
+        tg[1 + o] = (target){x->buf->data, x->dtype, rep_of(x->dtype),
+                             p.slot[g->nleaves + g->outs[o].instr]};
+    }
     int threads = n >= 65536 ? cpu_threads() : 1;
-    bool stream = !blocked && (out->dtype == LZ_F32 || out->dtype == LZ_I64) &&
-                  n * (int64_t)es >= STREAM_MIN &&
-                  (uintptr_t)dst0 % 32 == 0;   /* tiles are 1 KiB multiples from dst0 */
+    /* streaming stores: flat tiles, and 1 KiB tiles stay 32-byte aligned from the base */
+    bool stream[1 + LZ_FUSE_OUTS];
+    for (int o = 0; o <= g->nouts; o++)
+        stream[o] = !blocked && (tg[o].dtype == LZ_F32 || tg[o].dtype == LZ_I64) &&
+                    n * (int64_t)lz_dtype_size(tg[o].dtype) >= STREAM_MIN &&
+                    (uintptr_t)tg[o].base % 32 == 0;
     int failed = 0;
     #pragma omp parallel num_threads(threads)
     {
@@ -719,33 +753,32 @@ static int run_elementwise(const lz_fused *g) {
             if (!s) continue;
             tile t;
             if (direct) {
-                copy_block(&p, k, rows, cols, cs, dst0);
-            } else if (blocked) {
+                copy_block(&p, k, rows, cols, cs, tg[0].base);
+                continue;
+            }
+            char *dst = NULL;
+            if (blocked) {
                 block_at(&p, k, rows, cols, &t);
-                const void *v = raw ? copy_tile(&p, &t, s, NULL) : run_tile(&p, &t, s, NULL, fill);
-                int64_t o = 0;
-                for (int d = 0; d < p.ndim; d++) o += t.idx[d] * cs[d];
-                for (int64_t r = 0; r < t.rows; r++)   /* the block's rows lie apart in out */
-                    cpu_store(dst0 + (o + r * cs[a]) * (int64_t)es, out->dtype, rep,
-                              (const char *)v + r * t.cols * rs, t.cols);
             } else {
                 t.start = k * EW_TILE;
                 t.n = n - t.start < EW_TILE ? n - t.start : EW_TILE;
-                char *dst = dst0 + t.start * (int64_t)es;
-                const void *v = raw ? copy_tile(&p, &t, s, stream ? NULL : dst)
-                                    : run_tile(&p, &t, s, stream ? NULL : dst, fill);
-                if (stream) stream_copy(dst, v, (size_t)t.n * es);
-                else if (v != dst) cpu_store(dst, out->dtype, rep, v, t.n);
+                dst = stream[0] ? NULL : tg[0].base + t.start * (int64_t)es;
             }
+            const void *v = raw ? copy_tile(&p, &t, s, dst) : run_tile(&p, &t, s, dst, fill);
+            store_tile(&p, &t, &tg[0], v, cs, stream[0]);
+            for (int o = 1; o <= g->nouts; o++)
+                store_tile(&p, &t, &tg[o], s + (int64_t)tg[o].reg * LZ_TILE * 8, cs, stream[o]);
             fill = 0;
         }
 #ifdef __AVX__
-        if (stream) _mm_sfence();   /* streaming stores are weakly ordered */
+        for (int o = 0; o <= g->nouts; o++)
+            if (stream[o]) { _mm_sfence(); break; }   /* streaming stores are weakly ordered */
 #endif
         free(s);
     }
     if (failed) { lz_fail("out of memory in the elementwise engine"); return -1; }
     uint64_t moved = (uint64_t)n * es;
+    for (int o = 0; o < g->nouts; o++) moved += (uint64_t)n * lz_dtype_size(tg[1 + o].dtype);
     for (int j = 0; j < g->nleaves; j++)
         if (!p.leaf[j].constant) moved += (uint64_t)n * lz_dtype_size(g->leaves[j]->dtype);
     lz_stats_add(1, moved, 0);

@@ -1,0 +1,280 @@
+/* The fused elementwise engine (lib/core/eval.c groups, lib/backend/cpu/fused.c runs
+ * them): groups mixing register reps, registers reused along long chains, threads and
+ * constants, casts of broadcast operands, streaming stores; and groups that store more than
+ * their root: inner values held outside the group (an optimizer's new state) written in the
+ * same pass, donated buffers, blocked (transposed) walks, narrow dtypes, the bound on stored
+ * values, a failed allocation. */
+#include "ulps.h"
+
+/* ---- fused groups: mixed register reps, reused registers, threads, constants ---- */
+static void test_fused_mixed_dtypes(void **state) {
+    (void)state;
+    uint64_t seed = 8;
+    int64_t sh[2] = {37, 65}, n = 37 * 65;
+    tarr x = t_rand(2, sh, LZ_F32, -2, 2, &seed, T_STRIDED);
+    tarr k = t_rand(2, sh, LZ_I32, -3, 3, &seed, T_TRANSPOSED);
+    lz_pool_push();
+    lz_array *c = lz_less(x.a, k.a);                                  /* F -> bool */
+    lz_array *y = lz_where(c, lz_mul_scalar(x.a, 2), lz_add_scalar(k.a, -1));
+    lz_array *w = lz_add(lz_astype(y, LZ_I32), k.a);                  /* F -> I, int add */
+    lz_array *r = lz_mul(lz_astype(w, LZ_F32), lz_square(x.a));       /* I -> F */
+    r = lz_mul(r, lz_add_scalar(lz_astype(lz_logical_not(c), LZ_F32), 1));   /* bool -> F */
+    lz_array *h = lz_astype(lz_exp(lz_mul_scalar(x.a, 0.5)), LZ_F16); /* f16 output */
+    lz_array *m = lz_mul(r, lz_exp(r));                               /* r read twice */
+    lz_array *e = lz_mul(lz_sqrt(x.a), lz_sqrt(x.a));                 /* same value twice */
+    lz_retain(r); lz_retain(h); lz_retain(m); lz_retain(e);
+    lz_pool_pop();
+    assert_int_equal(LZ_EVAL(r, h, m, e), 0);
+    double *rr = malloc(n * 8), *rh = malloc(n * 8), *rm = malloc(n * 8), *re = malloc(n * 8);
+    float *rf = malloc(n * sizeof *rf);
+    for (int64_t i = 0; i < n; i++) {
+        double xv = x.v[i], kv = k.v[i];
+        int cv = xv < kv;
+        double yv = cv ? xv * 2 : kv - 1;
+        double wv = trunc(yv) + kv;
+        rr[i] = wv * (double)(float)(xv * xv) * (cv ? 1 : 2);   /* exact, then one rounding */
+        rh[i] = exp(xv * 0.5);
+        float sq = sqrtf((float)xv);
+        re[i] = (double)sq * sq;
+    }
+    check_ulps(r, rr, NULL, 0.5, "fused mixed reps");
+    check_ulps(h, rh, NULL, 1, "fused to float16");
+    check_ulps(e, re, NULL, 0.5, "fused, a dying value read twice");
+    lz_to_float(r, rf, n);   /* m is checked given the float r it was computed from */
+    for (int64_t i = 0; i < n; i++) rm[i] = rf[i] * exp(rf[i]);
+    check_ulps(m, rm, NULL, 2, "fused, a live value read again");
+    free(rr); free(rh); free(rm); free(re); free(rf);
+    lz_release(r); lz_release(h); lz_release(m); lz_release(e);
+    t_free(&x); t_free(&k);
+}
+
+/* Over 65,536 elements the engine runs on all threads: every thread fills its constant
+ * registers itself; a value used many times stays live while others recycle registers. */
+static void test_fused_threads_constants_and_reuse(void **state) {
+    (void)state;
+    int64_t n = 200003;
+    lz_array *x = lz_linspace(-3, 3, n, LZ_F32), *ih = lz_arange(0, (double)n, 1, LZ_I64);
+    lz_pool_push();
+    lz_array *y = lz_mul_scalar(x, 0.25);
+    for (int i = 0; i < 12; i++) y = lz_add(lz_mul(y, x), lz_mul_scalar(x, 0.125));
+    lz_array *h = lz_mul_scalar(lz_astype(x, LZ_F16), 0.25);   /* a float16 constant leaf */
+    lz_array *q = lz_add_scalar(lz_mul_scalar(ih, 3), 7);       /* int64 constants */
+    lz_array *sl = lz_exp(lz_slice_axis(x, 0, 1, n, 2));        /* strided leaf */
+    lz_retain(y); lz_retain(h); lz_retain(q); lz_retain(sl);
+    lz_pool_pop();
+    assert_int_equal(LZ_EVAL(y, h, q, sl), 0);
+    float *xs = malloc(n * sizeof *xs), *ys = malloc(n * sizeof *ys);
+    int64_t *qs = malloc(n * sizeof *qs), ns = lz_size(sl);
+    double *rh = malloc(n * sizeof *rh), *rs = malloc(n * sizeof *rs);
+    assert_true(!lz_to_float(x, xs, n) && !lz_to_float(y, ys, n) && !lz_to_int(q, qs, n));
+    for (int64_t i = 0; i < n; i++) {
+        float v = xs[i] * 0.25f;   /* the same float32 operations, in order */
+        for (int j = 0; j < 12; j++) v = v * xs[i] + xs[i] * 0.125f;
+        if (ys[i] != v) fail_msg("element %lld: got %.9g, expected %.9g", (long long)i, ys[i], v);
+        if (qs[i] != 3 * i + 7) fail_msg("int element %lld: got %lld", (long long)i, (long long)qs[i]);
+        rh[i] = round_to(round_to(xs[i], F16) * 0.25, F16);
+    }
+    check_ulps(h, rh, NULL, 0, "float16 with a constant");
+    assert_int_equal(ns, (n - 1) / 2);
+    for (int64_t i = 0; i < ns; i++) rs[i] = exp(xs[1 + 2 * i]);
+    check_ulps(sl, rs, NULL, 1, "strided leaf");
+    free(xs); free(ys); free(qs); free(rh); free(rs);
+    lz_release(y); lz_release(h); lz_release(q); lz_release(sl); lz_release(x); lz_release(ih);
+}
+
+/* A broadcast operand of another dtype is cast inside the consumer's kernel, not apart. */
+static void test_fused_cast_of_broadcast(void **state) {
+    (void)state;
+    uint64_t seed = 9;
+    int64_t sx[2] = {40, 33}, sb[1] = {33};
+    tarr x = t_rand(2, sx, LZ_F32, -1, 1, &seed, T_CONTIG), b = t_rand(1, sb, LZ_I32, -9, 9, &seed, T_STRIDED);
+    lz_pool_push();
+    lz_array *y = lz_mul(lz_add(x.a, b.a), lz_scalar(3, LZ_I64));
+    lz_stats_reset();
+    assert_int_equal(lz_eval1(y), 0);
+    assert_int_equal(lz_stats().kernels, 1);
+    double ref[40 * 33];
+    for (int i = 0; i < 40 * 33; i++) ref[i] = (double)(float)(x.v[i] + b.v[i % 33]) * 3;
+    check_ulps(y, ref, NULL, 0.5, "cast of broadcast operands");
+    lz_pool_pop();
+    t_free(&x); t_free(&b);
+}
+
+/* Outputs of 32 MiB and more are written with streaming stores; an odd size checks the tail. */
+static void test_fused_large_output(void **state) {
+    (void)state;
+    int64_t n = (8 << 20) + 37;
+    lz_array *x = lz_linspace(-1, 1, n, LZ_F32);
+    assert_int_equal(lz_eval1(x), 0);
+    lz_pool_push();
+    lz_array *y = lz_retain(lz_add_scalar(lz_mul_scalar(x, 3), 1));   /* held: stored too */
+    lz_array *z = lz_retain(lz_neg(y));
+    lz_pool_pop();
+    float *xs = malloc(n * sizeof *xs), *ys = malloc(n * sizeof *ys), *zs = malloc(n * sizeof *zs);
+    lz_stats_reset();
+    assert_true(!lz_to_float(x, xs, n) && !lz_to_float(z, zs, n) && !lz_to_float(y, ys, n));
+    assert_int_equal(lz_stats().kernels, 1);
+    for (int64_t i = 0; i < n; i++) {
+        if (ys[i] != xs[i] * 3.0f + 1.0f) fail_msg("y element %lld: got %g", (long long)i, ys[i]);
+        if (zs[i] != -ys[i]) fail_msg("z element %lld: got %g", (long long)i, zs[i]);
+    }
+    free(xs); free(ys); free(zs);
+    lz_release(z); lz_release(y); lz_release(x);
+}
+
+/* ---- groups that store inner values ---- */
+
+/* An Adam-like update: the new moments are held (by the optimizer) and read by the new
+ * parameter. One kernel writes all three, two of them into the old moments' buffers (their
+ * last references die here): the update needs one new buffer, for the parameter that is
+ * still held. */
+static void test_stored_values_one_pass_and_donation(void **state) {
+    (void)state;
+    uint64_t seed = 21;
+    int64_t sh[2] = {300, 257}, n = 300 * 257;   /* over the threading threshold */
+    tarr p = t_rand(2, sh, LZ_F32, -1, 1, &seed, T_CONTIG), g = t_rand(2, sh, LZ_F32, -1, 1, &seed, T_CONTIG);
+    tarr m0 = t_rand(2, sh, LZ_F32, -1, 1, &seed, T_CONTIG), v0 = t_rand(2, sh, LZ_F32, 0, 1, &seed, T_CONTIG);
+    assert_int_equal(LZ_EVAL(p.a, g.a, m0.a, v0.a), 0);
+    const void *mbuf = lz_data(m0.a), *vbuf = lz_data(v0.a);
+    lz_pool_push();
+    lz_array *m = lz_retain(lz_axpby(0.9, m0.a, 0.1, g.a));
+    lz_array *v = lz_retain(lz_axpby(0.999, v0.a, 0.001, lz_square(g.a)));
+    lz_array *q = lz_retain(lz_axpby(1, p.a, -0.01, lz_div(m, lz_affine(lz_sqrt(v), 3, 1e-8))));
+    lz_pool_pop();
+    lz_release(m0.a);   /* the old state's last handles: the graph holds them now */
+    lz_release(v0.a);
+    m0.a = v0.a = NULL;
+    lz_stats_reset();
+    assert_int_equal(LZ_EVAL(q, m, v), 0);
+    assert_int_equal(lz_stats().kernels, 1);
+    assert_true(lz_is_evaluated(m) && lz_is_evaluated(v));
+    const void *outs[3] = {lz_data(q), lz_data(m), lz_data(v)};
+    int donated = 0;
+    for (int i = 0; i < 3; i++) donated += (outs[i] == mbuf) + (outs[i] == vbuf);
+    assert_int_equal(donated, 2);   /* p is still held: one new buffer for the three */
+    double *rm = malloc(n * 8), *rv = malloc(n * 8), *rq = malloc(n * 8);
+    for (int64_t i = 0; i < n; i++) {
+        float gi = (float)g.v[i], mi = 0.9f * (float)m0.v[i] + 0.1f * gi;
+        float vi = 0.999f * (float)v0.v[i] + 0.001f * (gi * gi);
+        float d = mi / (3.0f * sqrtf(vi) + 1e-8f);
+        rm[i] = mi;
+        rv[i] = vi;
+        rq[i] = 1.0f * (float)p.v[i] + -0.01f * d;
+    }
+    check_ulps(m, rm, NULL, 0, "stored first moment");
+    check_ulps(v, rv, NULL, 0, "stored second moment");
+    check_ulps(q, rq, NULL, 0, "new parameter");
+    free(rm); free(rv); free(rq);
+    lz_release(m); lz_release(v); lz_release(q);
+    t_free(&p); t_free(&g); t_free(&m0); t_free(&v0);
+}
+
+/* A stored value in a blocked walk (a transposed leaf): its rows are stored apart, as the
+ * root's; a stored float16 value is rounded where it is stored and inside the group alike. */
+static void test_stored_values_blocked_and_float16(void **state) {
+    (void)state;
+    uint64_t seed = 22;
+    int64_t sh[2] = {70, 90}, n = 70 * 90;
+    tarr x = t_rand(2, sh, LZ_F32, -2, 2, &seed, T_TRANSPOSED), b = t_rand(2, sh, LZ_F32, -2, 2, &seed, T_CONTIG);
+    lz_pool_push();
+    lz_array *y = lz_retain(lz_mul_scalar(x.a, 3));                    /* stored, blocked */
+    lz_array *h = lz_retain(lz_astype(lz_add(y, b.a), LZ_F16));        /* stored, float16 */
+    lz_array *z = lz_retain(lz_add_scalar(lz_astype(h, LZ_F32), 0.5));
+    lz_pool_pop();
+    lz_stats_reset();
+    assert_int_equal(LZ_EVAL(z), 0);
+    assert_int_equal(lz_stats().kernels, 1);
+    assert_true(lz_is_evaluated(y) && lz_is_evaluated(h));
+    double *ry = malloc(n * 8), *rh = malloc(n * 8), *rz = malloc(n * 8);
+    for (int64_t i = 0; i < n; i++) {
+        float yi = (float)x.v[i] * 3.0f;
+        ry[i] = yi;
+        rh[i] = round_to((double)(yi + (float)b.v[i]), F16);
+        rz[i] = (float)rh[i] + 0.5f;
+    }
+    check_ulps(y, ry, NULL, 0, "stored value of a blocked group");
+    check_ulps(h, rh, NULL, 0, "stored float16 value");
+    check_ulps(z, rz, NULL, 0, "root after a float16 value");
+    free(ry); free(rh); free(rz);
+    lz_release(y); lz_release(h); lz_release(z);
+    t_free(&x); t_free(&b);
+}
+
+/* A group stores at most LZ_FUSE_OUTS (8) values besides its root: a chain of twelve held
+ * values runs as two groups; held values under a reduction are their own kernels. */
+static void test_stored_values_bound_and_reductions(void **state) {
+    (void)state;
+    int64_t n = 1000;
+    lz_array *x = lz_linspace(-1, 1, n, LZ_F32), *ys[12];
+    assert_int_equal(lz_eval1(x), 0);
+    lz_pool_push();
+    lz_array *y = x;
+    for (int i = 0; i < 12; i++) y = ys[i] = lz_retain(lz_axpby(0.5, y, 0.25, x));
+    lz_array *z = lz_retain(lz_neg(y));
+    lz_array *s = lz_retain(lz_sum(lz_square(z), NULL, 0, false));
+    lz_pool_pop();
+    lz_stats_reset();
+    assert_int_equal(LZ_EVAL(s), 0);
+    assert_int_equal(lz_stats().kernels, 3);   /* ys[0..2] + ys[3]; ys[4..11] + z; the sum */
+    float *xs = malloc(n * sizeof *xs), *got = malloc(n * sizeof *got), *ref = malloc(n * sizeof *ref);
+    assert_int_equal(lz_to_float(x, xs, n), 0);
+    for (int64_t i = 0; i < n; i++) ref[i] = xs[i];
+    for (int k = 0; k < 12; k++) {
+        assert_true(lz_is_evaluated(ys[k]));
+        assert_int_equal(lz_to_float(ys[k], got, n), 0);
+        for (int64_t i = 0; i < n; i++) {
+            ref[i] = 0.5f * ref[i] + 0.25f * xs[i];
+            if (got[i] != ref[i]) fail_msg("value %d element %lld: got %g, expected %g", k, (long long)i, got[i], ref[i]);
+        }
+    }
+    double sum = 0;
+    for (int64_t i = 0; i < n; i++) sum += (double)ref[i] * ref[i];
+    float sv;
+    assert_int_equal(lz_to_float(s, &sv, 1), 0);
+    assert_true(fabs(sv - sum) <= 1e-5 * sum);
+    free(xs); free(got); free(ref);
+    for (int k = 0; k < 12; k++) lz_release(ys[k]);
+    lz_release(z); lz_release(s); lz_release(x);
+}
+
+/* A stored value whose buffer cannot be had: the eval fails with the allocator's message,
+ * nothing is left half-evaluated, and the same graph evaluates once memory is there. */
+static void test_stored_values_failed_allocation(void **state) {
+    (void)state;
+    int64_t n = 1 << 20;   /* 4 MiB each */
+    lz_array *x = lz_linspace(0, 1, n, LZ_F32);
+    assert_int_equal(lz_eval1(x), 0);
+    lz_pool_push();
+    lz_array *y = lz_retain(lz_affine(x, 2, 1));
+    lz_array *z = lz_retain(lz_mul(y, x));
+    lz_pool_pop();
+    lz_memory_clear_cache();
+    lz_memory_set_limit(lz_memory().active + ((size_t)6 << 20));   /* room for one of the two */
+    assert_int_equal(lz_eval1(z), -1);
+    assert_non_null(strstr(lz_error(), "limit"));
+    assert_false(lz_is_evaluated(y));
+    assert_false(lz_is_evaluated(z));
+    lz_memory_set_limit(0);
+    assert_int_equal(lz_eval1(z), 0);
+    float got[2];
+    lz_pool_push();
+    assert_int_equal(lz_to_float(lz_slice_axis(y, 0, n - 2, n, 1), got, 2), 0);
+    assert_true(got[1] == 3.0f);
+    assert_int_equal(lz_to_float(lz_slice_axis(z, 0, n - 2, n, 1), got, 2), 0);
+    assert_true(got[1] == 3.0f);
+    lz_pool_pop();
+    lz_release(y); lz_release(z); lz_release(x);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_fused_mixed_dtypes),
+        cmocka_unit_test(test_fused_threads_constants_and_reuse),
+        cmocka_unit_test(test_fused_cast_of_broadcast), cmocka_unit_test(test_fused_large_output),
+        cmocka_unit_test(test_stored_values_one_pass_and_donation),
+        cmocka_unit_test(test_stored_values_blocked_and_float16),
+        cmocka_unit_test(test_stored_values_bound_and_reductions),
+        cmocka_unit_test(test_stored_values_failed_allocation),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
