@@ -169,12 +169,13 @@ static void test_float_ops_all_axes(void **state) {
     }
 }
 
-/* Shapes large enough for the threaded paths and the column (K > tile) paths; more threads
- * than cores to exercise the partial merges. */
+/* Shapes large enough for the threaded paths (a plain reduction is threaded from 512K
+ * elements: CPU_PAR_WORK) and the column (K > tile) paths; more threads than cores to
+ * exercise the partial merges. */
 static void test_large_shapes_threaded(void **state) {
     (void)state;
     static const int64_t shapes[][3] = {
-        {300, 257, 1}, {3, 40000, 1}, {40000, 3, 1}, {2, 5000, 9}, {70001, 1, 1}, {9, 2, 4100},
+        {1030, 520, 1}, {3, 180000, 1}, {180000, 3, 1}, {2, 30000, 9}, {540001, 1, 1}, {9, 15, 4100},
     };
     uint64_t seed = 7;
     for (int threads = 1; threads <= 3; threads += 2) {

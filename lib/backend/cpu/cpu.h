@@ -71,6 +71,18 @@ int cpu_norm_grad(lz_array *out, lz_array *const *in, const lz_params *p);
 /* Threads for our loops (OpenMP); OpenBLAS gets the same count. */
 int cpu_threads(void);
 
+/* Threads for a fused group over n elements: all of them once the group's work (elements
+ * times the values it loads, computes and stores) passes a bound, else one. Waking a sleeping
+ * OpenMP worker (OMP_WAIT_POLICY=passive, as train and the benches run) costs 20-40 us on
+ * this 2-core machine, about what one core takes for relu(x + b) over 100K floats: measured
+ * there, [128,512] relu(x + b) took 22 us on one thread and 55-68 us on two, a sum over its
+ * rows 8 and 39-42 us; at 2M elements two threads won (1.5x). */
+#define CPU_PAR_WORK ((int64_t)1 << 20)
+static inline int cpu_group_threads(const lz_fused *g, int64_t n) {
+    int64_t per = 1 + g->ninstr + g->nleaves + g->nouts;
+    return n * per >= CPU_PAR_WORK ? cpu_threads() : 1;
+}
+
 /* Winograd F(2x2, 3x3) for 3x3 stride-1 padding-1 convolutions (winograd.c): the forward
  * (flip: the input gradient as the conv with the filters turned) and the weight gradient.
  * 0, or -1 when out of memory (no error set: the caller reports it). */

@@ -732,7 +732,7 @@ static int run_elementwise(const lz_fused *g) {
         tg[1 + o] = (target){x->buf->data, x->dtype, rep_of(x->dtype),
                              p.slot[g->nleaves + g->outs[o].instr]};
     }
-    int threads = n >= 65536 ? cpu_threads() : 1;
+    int threads = cpu_group_threads(g, n);
     /* streaming stores: flat tiles, and 1 KiB tiles stay 32-byte aligned from the base */
     bool stream[1 + LZ_FUSE_OUTS];
     for (int o = 0; o <= g->nouts; o++)

@@ -485,7 +485,7 @@ int cpu_reduce(const lz_fused *g) {
             acc_store(&p, i, buf, nout - i < LZ_TILE ? nout - i : LZ_TILE, tmp);
         free(buf);
     } else {
-        int threads = n >= 65536 ? cpu_threads() : 1;
+        int threads = cpu_group_threads(g, n);
         if (p.K > LZ_TILE) rc = run_blocks(&p, threads);
         else if (threads > 1 && p.O < 4 * (int64_t)threads) rc = run_split(&p, threads);
         else rc = run_outputs(&p, threads);
