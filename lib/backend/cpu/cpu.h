@@ -62,6 +62,11 @@ void cpu_load(const char *base, lz_dtype t, int ndim, const int64_t *shape,
 /* Stores n values of rep into contiguous memory of dtype t (REP_RAW: t's own bytes). */
 void cpu_store(void *dst, lz_dtype t, int rep, const void *src, int64_t n);
 
+/* Element (r, c) of a rows x cols block, src[c * scs + r], to dst[r * drs + c] (strides in
+ * elements of es = 1, 2, 4 or 8 bytes): a transpose in cache, bits only (transpose.c). */
+void cpu_transpose(const char *src, int64_t scs, char *dst, int64_t drs, int64_t rows,
+                   int64_t cols, int64_t es);
+
 /* Reduction of a fused group (reduce.c). */
 int cpu_reduce(const lz_fused *g);
 
