@@ -20,9 +20,11 @@
  * counts: leibniz runs the CNN's 32 -> 64 conv by Winograd F(2x2, 3x3), 2.25x fewer
  * multiply-adds, so its mnist_cnn rate can come near or pass the sgemm rate.
  * Without PyTorch (python3-torch missing) only leibniz's figures are printed.
- * Noise: the machine is shared and its speed drifts, so the models are measured in rounds
- * (BENCH_TRAIN_ROUNDS, default 3: mlp, cnn, gpt, then again), each model's leibniz turn
- * followed by PyTorch's, and each side keeps its best round's median.
+ * Noise: the machine is shared and its speed drifts (for seconds to minutes at a time), so
+ * the models are measured in rounds (BENCH_TRAIN_ROUNDS, default 5: mlp, cnn, gpt, then
+ * again), each model's leibniz turn followed at once by PyTorch's (one torch_train.py per
+ * model, started once and asked for a round at a time), and each side keeps its best round's
+ * median.
  *
  * OpenMP wait policy: unless OMP_WAIT_POLICY is set, the bench re-runs itself with
  * OMP_WAIT_POLICY=passive, which the torch child inherits. With libgomp's default (spin a
@@ -31,7 +33,7 @@
  * a load of ~2, leibniz's MLP epoch varied 2.2 s (passive) .. 59 s (default) and torch's
  * 3.3 .. 150 s, which no ratio survives. OMP_WAIT_POLICY=active measures the spinning case.
  *
- * Environment: BENCH_TRAIN_STEPS (timed steps, default 20), BENCH_TRAIN_ROUNDS (default 3),
+ * Environment: BENCH_TRAIN_STEPS (timed steps, default 20), BENCH_TRAIN_ROUNDS (default 5),
  * BENCH_TRAIN_TORCH=0 to skip torch,
  * BENCH_TRAIN_MODELS (a subset of "mlp,cnn,gpt", e.g. for profiling one model),
  * BENCH_TRAIN_THREADS (threads of both sides; default all cores: single-thread figures are
@@ -42,6 +44,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 #include "leibniz.h"
@@ -196,9 +199,16 @@ static int have_torch(void) {
     return torch_ok;
 }
 
-/* Runs the torch step for `which` and returns its median step time in seconds (or -1);
- * *cpu keeps the best median CPU time of a step over the calls. */
-static double torch_step(const char *which, int steps, double *cpu) {
+/* A PyTorch side kept running for one model (torch_train.py ... serve): built once, it
+ * times a round each time it is asked, so rounds alternate with leibniz's without paying
+ * Python's start-up in between. */
+typedef struct {
+    pid_t pid;
+    FILE *to, *from;
+} torch_proc;
+
+static int torch_start(torch_proc *p, const char *which, int steps) {
+    *p = (torch_proc){.pid = -1};
     if (!have_torch()) return -1;
     /* the script: bench/ of the working directory (make runs from the root), else of the
      * tree the binary was built in (build/<variant>/bench/bench_train) */
@@ -208,26 +218,58 @@ static double torch_step(const char *which, int steps, double *cpu) {
         exe[len] = 0;
         snprintf(script, sizeof script, "%s/../../../bench/torch_train.py", dirname(exe));
     }
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "/usr/bin/python3 '%s' %s %d %d 2>&1", script, which, lz_threads(), steps);
-    FILE *f = popen(cmd, "r");
-    if (!f) return -1;
+    char threads[16], nsteps[16];
+    snprintf(threads, sizeof threads, "%d", lz_threads());
+    snprintf(nsteps, sizeof nsteps, "%d", steps);
+    int in[2], out[2];
+    if (pipe(in) || pipe(out)) return -1;
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(in[0], 0);
+        dup2(out[1], 1);
+        close(in[0]); close(in[1]); close(out[0]); close(out[1]);
+        execl("/usr/bin/python3", "python3", script, which, threads, nsteps, "serve", (char *)NULL);
+        perror("bench_train: /usr/bin/python3");
+        _exit(127);
+    }
+    close(in[0]);
+    close(out[1]);
+    if (pid < 0) {
+        close(in[1]);
+        close(out[0]);
+        return -1;
+    }
+    p->pid = pid;
+    p->to = fdopen(in[1], "w");
+    p->from = fdopen(out[0], "r");
+    return p->to && p->from ? 0 : -1;
+}
+
+/* One round of the torch side: its median step time in seconds (or -1); *cpu keeps the best
+ * median CPU time of a step over the rounds. */
+static double torch_round(torch_proc *p, const char *which, double *cpu) {
+    if (p->pid < 0) return -1;
+    if (fputs("go\n", p->to) == EOF || fflush(p->to)) return -1;
     char line[512];
-    double v = -1;
-    while (fgets(line, sizeof line, f)) {
+    while (fgets(line, sizeof line, p->from)) {
         double t, c;
         char name[64];
         if (sscanf(line, "TORCH %63s %lf %lf", name, &t, &c) == 3 && !strcmp(name, which)) {
-            v = t;
             if (c < *cpu) *cpu = c;
+            return t;
         }
-        else fprintf(stderr, "torch_train.py: %s", line);
+        fprintf(stderr, "torch_train.py: %s", line);
     }
-    if (pclose(f) != 0 || v <= 0) {
-        printf("bench_train: torch_train.py %s failed: no PyTorch figure\n", which);
-        return -1;
-    }
-    return v;
+    printf("bench_train: torch_train.py %s failed: no PyTorch figure\n", which);
+    return -1;
+}
+
+static void torch_stop(torch_proc *p) {
+    if (p->to) fclose(p->to);      /* end of input: the script returns */
+    if (p->from) fclose(p->from);
+    if (p->pid > 0) waitpid(p->pid, NULL, 0);
+    *p = (torch_proc){.pid = -1};
 }
 
 /* The noise-robust companions of a model's figures: CPU time per step on each side and their
@@ -269,7 +311,7 @@ int main(int argc, char **argv) {
     printf("bench_train: leibniz BLAS: %s\n", openblas_get_config());
     double peak = sgemm_peak(), achieved[3] = {0, 0, 0};
     e = getenv("BENCH_TRAIN_ROUNDS");
-    int rounds = e && atoi(e) > 0 ? atoi(e) : 3;
+    int rounds = e && atoi(e) > 0 ? atoi(e) : 5;
 
     static const char *const key[3] = {"mlp", "cnn", "gpt"};
     static const char *const torch_name[3] = {"mnist_mlp", "mnist_cnn", "gpt"};
@@ -322,12 +364,16 @@ int main(int argc, char **argv) {
      * for tens of seconds at a time, and a model measured in one stretch could fall wholly
      * inside a slow one while PyTorch's turn did not (or the reverse). Each side keeps its
      * best round. */
+    torch_proc tp[3];
+    for (int k = 0; k < 3; k++)
+        if (!on[k] || torch_start(&tp[k], torch_name[k], reps[k])) tp[k] = (torch_proc){.pid = -1};
     for (int r = 0; r < rounds; r++)
         for (int k = 0; k < 3; k++) {
             if (!on[k]) continue;
             t[k] = best2(t[k], median_step(&b[k], r == 0 ? 5 : 1, reps[k]));
-            tt[k] = best2(tt[k], torch_step(torch_name[k], reps[k], &tc[k]));
+            tt[k] = best2(tt[k], torch_round(&tp[k], torch_name[k], &tc[k]));
         }
+    for (int k = 0; k < 3; k++) torch_stop(&tp[k]);
 
     if (on[0]) {
         double ts = t[0] * epoch_steps, tts = tt[0] > 0 ? tt[0] * epoch_steps : -1;

@@ -1,10 +1,13 @@
 #!/usr/bin/python3
 """PyTorch side of bench/bench_train.c: the same models, batches and optimizers, on the CPU.
 
-usage: /usr/bin/python3 bench/torch_train.py {mnist_mlp|mnist_cnn|gpt} THREADS STEPS
+usage: /usr/bin/python3 bench/torch_train.py {mnist_mlp|mnist_cnn|gpt} THREADS STEPS [serve]
 
 Prints "TORCH <model> <median step wall seconds> <median step CPU seconds>" (CPU time of
-the process, all threads: steadier than wall time on a shared machine). Data: random uint8 images scaled to [0, 1] and
+the process, all threads: steadier than wall time on a shared machine). With "serve", the
+model is built once and a round (one untimed step, then STEPS timed ones, then the TORCH
+line) runs for every line read on stdin, until end of input: bench_train alternates these
+rounds with its own, so that both sides sample the same stretches of the machine's speed. Data: random uint8 images scaled to [0, 1] and
 random labels/tokens, made once and held in memory, a few batches cycled (as the C side).
 Each step: zero_grad, forward, cross-entropy, backward, optimizer step, loss.item()."""
 import math
@@ -109,12 +112,20 @@ def main():
             sys.exit("torch_train.py: loss is not finite")
         return time.perf_counter() - t0, time.process_time() - c0
 
+    def measure():
+        runs = [step(i) for i in range(steps)]
+        wall = sorted(r[0] for r in runs)[steps // 2]
+        cpu = sorted(r[1] for r in runs)[steps // 2]
+        print("TORCH %s %.6f %.6f" % (which, wall, cpu), flush=True)
+
     for i in range(warmup):
         step(i)
-    runs = [step(i) for i in range(steps)]
-    wall = sorted(r[0] for r in runs)[steps // 2]
-    cpu = sorted(r[1] for r in runs)[steps // 2]
-    print("TORCH %s %.6f %.6f" % (which, wall, cpu), flush=True)
+    if len(sys.argv) > 4 and sys.argv[4] == "serve":
+        for _ in sys.stdin:
+            step(0)
+            measure()
+    else:
+        measure()
 
 
 if __name__ == "__main__":

@@ -510,13 +510,34 @@ static int grad_fn(void *ctx, int n, lz_array *const *x, lz_array **out) {
     return 1;
 }
 
-/* (x, c) -> the vjp of kernel case *ctx at x with cotangent c */
-static int pool_vjp_fn(void *ctx, int n, lz_array *const *x, lz_array **out) {
+/* (x, c) -> the vjp of the one-input function in->f at x with cotangent c */
+typedef struct { lz_fn f; void *ctx; } inner;
+
+static int vjp_fn(void *ctx, int n, lz_array *const *x, lz_array **out) {
     (void)n;
+    const inner *in = ctx;
     lz_array *g;
-    if (lz_vjp(kernel_fn, ctx, 1, x, 1, &x[1], NULL, 0, &g) < 0) return -1;
+    if (lz_vjp(in->f, in->ctx, 1, x, 1, &x[1], NULL, 0, &g) < 0) return -1;
     out[0] = g;
     return 1;
+}
+
+/* gelu's float32 vjp is one GELU_GRAD node (x, c) -> c gelu'(x): its own rule, checked
+ * through that vjp */
+static int gelu_fn(void *ctx, int n, lz_array *const *x, lz_array **out) {
+    (void)ctx; (void)n;
+    out[0] = lz_gelu(x[0]);
+    return out[0] ? 1 : -1;
+}
+
+static void test_gelu_grad_node(void **state) {
+    (void)state;
+    int64_t s[2] = {5, 7};
+    lz_array *x[2] = {gc_rand(2, s, -3, 3, GC_PLAIN, T_STRIDED), gc_rand(2, s, -2, 2, GC_PLAIN, T_CONTIG)};
+    inner in = {gelu_fn, NULL};
+    gc_check("gelu_grad", vjp_fn, &in, 2, x, NULL);
+    lz_release(x[0]);
+    lz_release(x[1]);
 }
 
 static void test_kernel_rules(void **state) {
@@ -545,8 +566,9 @@ static void test_kernel_rules(void **state) {
             lz_array *xc[2] = {x[0], ct}, *ct2 = gc_rand(lz_ndim(x[0]), lz_shape(x[0]), -1, 1,
                                                          GC_PLAIN, T_CONTIG);
             snprintf(name, sizeof name, "kernel case %d, vjp", k);
-            gc_check(name, pool_vjp_fn, &k, 2, xc, NULL);
-            second s = {pool_vjp_fn, &k, ct2, 1};
+            inner in = {kernel_fn, &k};
+            gc_check(name, vjp_fn, &in, 2, xc, NULL);
+            second s = {vjp_fn, &in, ct2, 1};
             snprintf(name, sizeof name, "kernel case %d, vjp of vjp", k);
             gc_check(name, grad_fn, &s, 2, xc, NULL);
             lz_release(ct2);
@@ -587,6 +609,7 @@ int main(void) {
         cmocka_unit_test_setup(test_unary, gc_reseed),
         cmocka_unit_test_setup(test_binary, gc_reseed),
         cmocka_unit_test_setup(test_where, gc_reseed),
+        cmocka_unit_test_setup(test_gelu_grad_node, gc_reseed),
         cmocka_unit_test_setup(test_cast, gc_reseed),
         cmocka_unit_test_setup(test_views, gc_reseed),
         cmocka_unit_test_setup(test_views_random, gc_reseed),

@@ -66,9 +66,9 @@ RULE(relu) {
     }
     return set(g, 0, lz_where(lz_greater(node, sc(node, 0)), ct, sc(ct, 0)));
 }
-/* x Phi(x): Phi(x) + x phi(x). For float32 one GELU node with params.i[0] = 1 and inputs
- * (x, ct) computes ct (Phi(x) + x phi(x)) in one fused instruction (ew_ops.c). That node's own
- * rule: d/dx = ct' ct phi(x) (2 - x^2), d/dct = ct' (Phi(x) + x phi(x)), with ordinary ops. */
+/* x Phi(x): Phi(x) + x phi(x). For float32 one GELU_GRAD node with inputs (x, ct) computes
+ * ct (Phi(x) + x phi(x)) in one fused instruction (ew_ops.c). That node's own rule:
+ * d/dx = ct' ct phi(x) (2 - x^2), d/dct = ct' (Phi(x) + x phi(x)), with ordinary ops. */
 static lz_array *gelu_slope(lz_array *x, lz_array **pdf) {
     lz_array *cdf = lz_mul_scalar(lz_add_scalar(lz_erf(lz_mul_scalar(x, 0.70710678118654752)), 1), 0.5);
     *pdf = lz_mul_scalar(lz_exp(lz_mul_scalar(lz_square(x), -0.5)), 0.3989422804014327);
@@ -76,22 +76,22 @@ static lz_array *gelu_slope(lz_array *x, lz_array **pdf) {
 }
 
 RULE(gelu) {
+    (void)w;
     lz_array *x = X(0), *pdf;
-    if (node->params.i[0]) {   /* the fused derivative node: (x, c) -> c gelu'(x) */
-        lz_array *slope = gelu_slope(x, &pdf);
-        if (w[0] && !(g[0] = lz_mul(lz_mul(ct, X(1)),
-                                    lz_mul(pdf, lz_sub(sc(x, 2), lz_square(x))))))
-            return -1;
-        return w[1] ? set(g, 1, lz_mul(ct, slope)) : 0;
-    }
     if (x->dtype == LZ_F32 && ct->dtype == LZ_F32) {
-        lz_params pr = {0};
-        pr.i[0] = 1;
         lz_array *in[2] = {x, ct};
-        return set(g, 0, lz_autorelease(lz_node(LZ_P_GELU, LZ_F32, node->ndim, node->shape, 2,
-                                                in, &pr)));
+        return set(g, 0, lz_autorelease(lz_node(LZ_P_GELU_GRAD, LZ_F32, node->ndim, node->shape,
+                                                2, in, NULL)));
     }
     return chain(g, ct, gelu_slope(x, &pdf));
+}
+
+RULE(gelu_grad) {
+    lz_array *x = X(0), *pdf;
+    lz_array *slope = gelu_slope(x, &pdf);
+    if (w[0] && !(g[0] = lz_mul(lz_mul(ct, X(1)), lz_mul(pdf, lz_sub(sc(x, 2), lz_square(x))))))
+        return -1;
+    return w[1] ? set(g, 1, lz_mul(ct, slope)) : 0;
 }
 /* 0.5 x (1 + tanh(u)), u = c (x + k x^3): 0.5 (1 + t) + 0.5 x (1 - t^2) c (1 + 3k x^2) */
 RULE(gelu_tanh) {
@@ -201,6 +201,7 @@ void ad_register_elementwise(void) {
         {LZ_P_LOG, log_}, {LZ_P_LOG1P, log1p_}, {LZ_P_EXPM1, expm1_}, {LZ_P_SQRT, sqrt_},
         {LZ_P_RSQRT, rsqrt_}, {LZ_P_SQUARE, square}, {LZ_P_SIN, sin_}, {LZ_P_COS, cos_},
         {LZ_P_TANH, tanh_}, {LZ_P_SIGMOID, sigmoid}, {LZ_P_RELU, relu}, {LZ_P_GELU, gelu},
+        {LZ_P_GELU_GRAD, gelu_grad},
         {LZ_P_GELU_TANH, gelu_tanh}, {LZ_P_SILU, silu}, {LZ_P_SOFTPLUS, softplus},
         {LZ_P_ERF, erf_}, {LZ_P_FLOOR, zero}, {LZ_P_CEIL, zero}, {LZ_P_ROUND, zero},
         {LZ_P_COPY, copy}, {LZ_P_CAST, cast}, {LZ_P_ADD, add}, {LZ_P_SUB, sub},

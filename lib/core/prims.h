@@ -36,6 +36,7 @@
     X(MUL, "mul", EW, D) X(DIV, "div", EW, D)             \
     X(POW, "pow", EW, D) X(MAXIMUM, "maximum", EW, D)     \
     X(MINIMUM, "minimum", EW, D) X(AXPBY, "axpby", EW, D) \
+    X(GELU_GRAD, "gelu_grad", EW, D)                      \
     X(EQ, "equal", EW, 0) X(NE, "not_equal", EW, 0)       \
     X(LT, "less", EW, 0) X(LE, "less_equal", EW, 0)       \
     X(GT, "greater", EW, 0) X(GE, "greater_equal", EW, 0) \

@@ -108,29 +108,19 @@ TRIG(cos_f, 1, cosf)
 UNARY_F(tanh_f, lz_tanhf(x))
 UNARY_F(sigmoid_f, lz_sigmoidf(x))
 UNARY_F(relu_f, x <= 0 ? 0.0f : x)   /* NaN propagates */
-/* GELU; with params.i[0] = 1 (the node GELU's vjp builds, inputs x and a cotangent c) its
- * derivative times c: c (Phi(x) + x phi(x)), in one instruction where the composite took
- * eleven (the GPT's MLP backward: 21.6 -> ~10 ms a step on one core). Phi(x) is erfc(-x/sqrt2)/2
- * (as lz_geluf: no 1 + erf cancellation); beyond |x| = 20 it is 0 or 1 and x phi(x) is 0. */
-static inline float gelu_grad(float x) {
+UNARY_F(gelu_f, lz_geluf(x))
+/* GELU_GRAD (the node GELU's vjp builds, inputs x and a cotangent c): c (Phi(x) + x phi(x)),
+ * one instruction where the composite took eleven (the GPT's MLP backward: 21.6 -> ~10 ms a
+ * step on one core). Phi(x) is erfc(-x/sqrt2)/2 (as lz_geluf: no 1 + erf cancellation);
+ * beyond |x| = 20 it is 0 or 1 and x phi(x) is 0. */
+static inline float gelu_slope(float x) {
     float xc = x < -20.0f ? -20.0f : x > 20.0f ? 20.0f : x;
     float s = xc * xc, slo = VM_FMA(xc, xc, -s);
     float q = vm_erfc_pos(fabsf(xc) * 0x1.6a09e6p-1f, 0.5f * s, 0.5f * slo, 0.5f);   /* Phi(-|x|) */
     float cdf = xc <= 0.0f ? q : 1.0f - q;
     return VM_FMA(xc * 0x1.988454p-2f, lz_expf(-0.5f * s), cdf);   /* 1/sqrt(2 pi) */
 }
-
-static void gelu_f(int64_t n, void *out, const void *a_, const void *b_, const void *c_,
-                   const lz_params *p) {
-    (void)c_;
-    const float *a = a_, *b = b_;
-    float *o = out;
-    if (p && p->i[0]) {
-        _Pragma("omp simd") for (int64_t i = 0; i < n; i++) o[i] = b[i] * gelu_grad(a[i]);
-        return;
-    }
-    _Pragma("omp simd") for (int64_t i = 0; i < n; i++) o[i] = lz_geluf(a[i]);
-}
+BINARY(gelu_grad_f, float, float, y * gelu_slope(x))
 UNARY_F(gelu_tanh_f, lz_gelu_tanhf(x))
 UNARY_F(silu_f, lz_siluf(x))
 UNARY_F(softplus_f, lz_softplusf(x))
@@ -243,7 +233,7 @@ const ew_kernels cpu_ew[LZ_NPRIMS] = {
     [LZ_P_ADD] = {add_f, add_i}, [LZ_P_SUB] = {sub_f, sub_i}, [LZ_P_MUL] = {mul_f, mul_i},
     [LZ_P_DIV] = {div_f, NULL}, [LZ_P_POW] = {pow_f, pow_i},
     [LZ_P_MAXIMUM] = {max_f, max_i}, [LZ_P_MINIMUM] = {min_f, min_i},
-    [LZ_P_AXPBY] = {axpby_f, NULL},
+    [LZ_P_AXPBY] = {axpby_f, NULL}, [LZ_P_GELU_GRAD] = {gelu_grad_f, NULL},
     [LZ_P_EQ] = {eq_f, eq_i}, [LZ_P_NE] = {ne_f, ne_i}, [LZ_P_LT] = {lt_f, lt_i},
     [LZ_P_LE] = {le_f, le_i}, [LZ_P_GT] = {gt_f, gt_i}, [LZ_P_GE] = {ge_f, ge_i},
     [LZ_P_LOGICAL_AND] = {NULL, and_i}, [LZ_P_LOGICAL_OR] = {NULL, or_i},
