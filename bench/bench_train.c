@@ -39,6 +39,7 @@
  * BENCH_TRAIN_THREADS (threads of both sides; default all cores: single-thread figures are
  * the steadier ones while other programs share the machine). */
 #include <cblas.h>
+#include <fcntl.h>
 #include <libgen.h>
 #include <math.h>
 #include <stdio.h>
@@ -221,8 +222,13 @@ static int torch_start(torch_proc *p, const char *which, int steps) {
     char threads[16], nsteps[16];
     snprintf(threads, sizeof threads, "%d", lz_threads());
     snprintf(nsteps, sizeof nsteps, "%d", steps);
-    int in[2], out[2];
-    if (pipe(in) || pipe(out)) return -1;
+    int in[2], out[2];   /* close-on-exec: another model's child must not hold them open */
+    if (pipe2(in, O_CLOEXEC)) return -1;
+    if (pipe2(out, O_CLOEXEC)) {
+        close(in[0]);
+        close(in[1]);
+        return -1;
+    }
     fflush(stdout);
     pid_t pid = fork();
     if (pid == 0) {
