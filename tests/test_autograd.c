@@ -530,6 +530,28 @@ static int gelu_fn(void *ctx, int n, lz_array *const *x, lz_array **out) {
     return out[0] ? 1 : -1;
 }
 
+/* packed self-attention (ATTENTION_QKV) and its fused backward (ATTENTION_QKV_GRAD),
+ * checked through the vjp as gelu's: 2 heads of size 3, causal or not */
+static int qkv_attention_fn(void *ctx, int n, lz_array *const *x, lz_array **out) {
+    (void)n;
+    out[0] = lz_attention_qkv(x[0], 2, 0, *(const int *)ctx);
+    return out[0] ? 1 : -1;
+}
+
+static void test_packed_attention_nodes(void **state) {
+    (void)state;
+    for (int causal = 0; causal < 2; causal++) {
+        int64_t s[3] = {2, 4, 18}, sd[3] = {2, 4, 6};
+        lz_array *x[2] = {gc_rand(3, s, -1, 1, GC_PLAIN, causal ? T_TRANSPOSED : T_CONTIG),
+                          gc_rand(3, sd, -1, 1, GC_PLAIN, T_STRIDED)};
+        gc_check("attention_qkv", qkv_attention_fn, &causal, 1, x, NULL);
+        inner in = {qkv_attention_fn, &causal};
+        gc_check("attention_qkv_grad", vjp_fn, &in, 2, x, NULL);
+        lz_release(x[0]);
+        lz_release(x[1]);
+    }
+}
+
 static void test_gelu_grad_node(void **state) {
     (void)state;
     int64_t s[2] = {5, 7};
@@ -610,6 +632,7 @@ int main(void) {
         cmocka_unit_test_setup(test_binary, gc_reseed),
         cmocka_unit_test_setup(test_where, gc_reseed),
         cmocka_unit_test_setup(test_gelu_grad_node, gc_reseed),
+        cmocka_unit_test_setup(test_packed_attention_nodes, gc_reseed),
         cmocka_unit_test_setup(test_cast, gc_reseed),
         cmocka_unit_test_setup(test_views, gc_reseed),
         cmocka_unit_test_setup(test_views_random, gc_reseed),

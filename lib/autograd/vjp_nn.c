@@ -91,15 +91,17 @@ static int norm_grad_fn(void *ctx, int n, lz_array *const *in, lz_array **out) {
     return out[0] ? 1 : -1;
 }
 
+/* The fused backward node: differentiate its composite form. */
+static int norm_grad_vjp(lz_array *node, lz_array *ct, const bool *w, lz_array **g) {
+    norm_ctx c = {!node->params.i[2], node->params.i[0], node->params.i[1], node->params.f[0]};
+    return ad_vjp_masked("norm_grad", norm_grad_fn, &c, node->ninputs, node->inputs, w, 1, &ct,
+                         g) < 0 ? -1 : 0;
+}
+
 static int norm_vjp(lz_array *node, lz_array *ct, const bool *w, lz_array **g) {
     bool layer = node->prim == LZ_P_LAYER_NORM;
     bool has_w = node->params.i[0], has_b = layer && node->params.i[1];
     double eps = node->params.f[0];
-    if (node->params.i[2]) {   /* the fused backward node: differentiate its composite form */
-        norm_ctx c = {layer, has_w, has_b, eps};
-        return ad_vjp_masked(lz_prims[node->prim].name, norm_grad_fn, &c, node->ninputs,
-                             node->inputs, w, 1, &ct, g) < 0 ? -1 : 0;
-    }
     lz_array *x = node->inputs[0], *wt = has_w ? node->inputs[1] : NULL;
     lz_array *r = lz_norm_grad(x, wt, ct, eps, !layer, has_b);
     if (!r) return -1;
@@ -174,17 +176,24 @@ static int qkv_grad_fn(void *ctx, int n, lz_array *const *in, lz_array **out) {
     return out[0] ? 1 : -1;
 }
 
+/* packed self-attention: the fused backward kernel */
+static int attention_qkv_vjp(lz_array *node, lz_array *ct, const bool *w, lz_array **g) {
+    (void)w;
+    g[0] = lz_attention_qkv_grad(node->inputs[0], ct, node->params.i[2], node->params.f[0],
+                                 (int)node->params.i[0]);
+    return g[0] ? 0 : -1;
+}
+
+/* its backward: differentiate the composite form */
+static int attention_qkv_grad_vjp(lz_array *node, lz_array *ct, const bool *w, lz_array **g) {
+    qkv_ctx c = {node->params.i[2], node->params.f[0], (int)node->params.i[0]};
+    return ad_vjp_masked("attention_qkv_grad", qkv_grad_fn, &c, 2, node->inputs, w, 1, &ct, g) < 0
+               ? -1 : 0;
+}
+
 static int attention_vjp(lz_array *node, lz_array *ct, const bool *w, lz_array **g) {
     double scale = node->params.f[0];
     int causal = (int)node->params.i[0], with_lse = (int)node->params.i[1];
-    int64_t heads = node->params.i[2];
-    if (heads && !node->params.i[3])   /* packed forward: the fused backward kernel */
-        return (g[0] = lz_attention_qkv_grad(node->inputs[0], ct, heads, scale, causal)) ? 0 : -1;
-    if (heads) {                       /* its backward: differentiate the composite form */
-        qkv_ctx c = {heads, scale, causal};
-        return ad_vjp_masked("attention", qkv_grad_fn, &c, 2, node->inputs, w, 1, &ct, g) < 0
-                   ? -1 : 0;
-    }
     lz_array *q = node->inputs[0], *k = node->inputs[1], *v = node->inputs[2];
     int64_t dv = v->shape[v->ndim - 1];
     lz_array *dout = with_lse ? lz_slice_axis(ct, -1, 0, dv, 1) : ct;
@@ -197,5 +206,8 @@ void ad_register_nn(void) {
     lz_prims[LZ_P_LOG_SOFTMAX].vjp = log_softmax_vjp;
     lz_prims[LZ_P_LAYER_NORM].vjp = norm_vjp;
     lz_prims[LZ_P_RMS_NORM].vjp = norm_vjp;
+    lz_prims[LZ_P_NORM_GRAD].vjp = norm_grad_vjp;
     lz_prims[LZ_P_ATTENTION].vjp = attention_vjp;
+    lz_prims[LZ_P_ATTENTION_QKV].vjp = attention_qkv_vjp;
+    lz_prims[LZ_P_ATTENTION_QKV_GRAD].vjp = attention_qkv_grad_vjp;
 }

@@ -56,7 +56,10 @@
     X(LOG_SOFTMAX, "log_softmax", KERNEL, D)              \
     X(LAYER_NORM, "layer_norm", KERNEL, D)                \
     X(RMS_NORM, "rms_norm", KERNEL, D)                    \
+    X(NORM_GRAD, "norm_grad", KERNEL, D)                  \
     X(ATTENTION, "attention", KERNEL, D)                  \
+    X(ATTENTION_QKV, "attention_qkv", KERNEL, D)          \
+    X(ATTENTION_QKV_GRAD, "attention_qkv_grad", KERNEL, D) \
     X(CONV, "conv", KERNEL, D)                            \
     X(POOL_MAX, "max_pool", KERNEL, D)                    \
     X(POOL_AVG, "avg_pool", KERNEL, D)                    \

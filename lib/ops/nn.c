@@ -11,9 +11,10 @@
  *   LAYER_NORM             f[0] eps; i[0] has weight, i[1] has bias;
  *                          inputs x [, weight] [, bias], weight/bias contiguous float32 [N]
  *   RMS_NORM               f[0] eps; i[0] has weight; inputs x [, weight]
- *                          Both with i[2] = 1: the backward (lz_norm_grad), inputs x and ct
- *                          as [R, N] contiguous float32 [, weight]; output [R + 2, N]: dx,
- *                          then the weight's and the bias's gradient rows.
+ *   NORM_GRAD              their backward (lz_norm_grad): f[0] eps; i[0] has weight,
+ *                          i[1] has bias, i[2] 1 for RMS; inputs x and ct as [R, N]
+ *                          contiguous float32 [, weight]; output [R + 2, N]: dx, then the
+ *                          weight's and the bias's gradient rows.
  *   ATTENTION              f[0] scale (resolved, > 0); i[0] causal; i[1] with_lse;
  *                          inputs q, k, v already broadcast to the output's batch dims,
  *                          float32, with their last two dims in a GEMM-ready layout
@@ -21,9 +22,10 @@
  *                          with_lse: the output is [..., Tq, Dv + 1], the last column of
  *                          each row holding the row's log-sum-exp of the scaled, masked
  *                          scores (-inf where a query sees no key), for autograd.
- *                          i[2] heads > 0: packed self-attention (lz_attention_qkv): one
- *                          input qkv [..., T, 3 H D], contiguous float32, output [..., T, H D];
- *                          with i[3] = 1 its backward (lz_attention_qkv_grad): inputs qkv and
+ *   ATTENTION_QKV          packed self-attention (lz_attention_qkv): f[0] scale, i[0] causal,
+ *                          i[2] heads; one input qkv [..., T, 3 H D], contiguous float32,
+ *                          output [..., T, H D].
+ *   ATTENTION_QKV_GRAD     its backward (lz_attention_qkv_grad), same params: inputs qkv and
  *                          d out [..., T, H D] (both contiguous), output d qkv [..., T, 3 H D]. */
 #include <math.h>
 #include <string.h>
@@ -115,7 +117,6 @@ lz_array *lz_rms_norm(lz_array *x, lz_array *weight, double eps) {
 lz_array *lz_norm_grad(lz_array *x, lz_array *weight, lz_array *ct, double eps, int rms,
                        int has_bias) {
     if (!x || !ct) return NULL;
-    lz_prim_id p = rms ? LZ_P_RMS_NORM : LZ_P_LAYER_NORM;
     const char *op = rms ? "rms_norm_grad" : "layer_norm_grad";
     char sx[160], sc[160];
     if (x->ndim == 0 || ct->ndim != x->ndim ||
@@ -128,7 +129,7 @@ lz_array *lz_norm_grad(lz_array *x, lz_array *weight, lz_array *ct, double eps, 
     pr.f[0] = eps;
     pr.i[0] = weight != NULL;
     pr.i[1] = has_bias != 0 && !rms;
-    pr.i[2] = 1;
+    pr.i[2] = rms != 0;
     lz_pool_push();
     lz_array *in[3] = {lz_reshape(lz_contiguous(lz_astype(x, LZ_F32)), 2, shape),
                        lz_reshape(lz_contiguous(lz_astype(ct, LZ_F32)), 2, shape),
@@ -136,7 +137,7 @@ lz_array *lz_norm_grad(lz_array *x, lz_array *weight, lz_array *ct, double eps, 
     lz_array *r = NULL;
     shape[0] += 2;
     if (in[0] && in[1] && (!weight || in[2]))
-        r = lz_node(p, LZ_F32, 2, shape, weight ? 3 : 2, in, &pr);
+        r = lz_node(LZ_P_NORM_GRAD, LZ_F32, 2, shape, weight ? 3 : 2, in, &pr);
     lz_pool_pop();
     return lz_autorelease(r);
 }
@@ -253,13 +254,12 @@ static int qkv_check(const char *op, lz_array *qkv, int64_t heads, int64_t *hd) 
     return 0;
 }
 
-static lz_params qkv_params(double scale, int causal, int64_t heads, int64_t hd, int backward) {
+static lz_params qkv_params(double scale, int causal, int64_t heads, int64_t hd) {
     lz_params pr = {0};
     if (!(scale > 0)) scale = hd > 0 ? 1.0 / sqrt((double)hd) : 1.0;
     pr.f[0] = scale;
     pr.i[0] = causal != 0;
     pr.i[2] = heads;
-    pr.i[3] = backward;
     return pr;
 }
 
@@ -268,14 +268,14 @@ lz_array *lz_attention_qkv(lz_array *qkv, int64_t heads, double scale, int causa
     int64_t hd;
     if (qkv_check("attention_qkv", qkv, heads, &hd)) return NULL;
     if (!isfinite(scale)) return lz_fail("attention_qkv: scale must be finite, got %g", scale);
-    lz_params pr = qkv_params(scale, causal, heads, hd, 0);
+    lz_params pr = qkv_params(scale, causal, heads, hd);
     int64_t shape[LZ_MAX_DIMS];
     memcpy(shape, qkv->shape, (size_t)qkv->ndim * sizeof *shape);
     shape[qkv->ndim - 1] = heads * hd;
     lz_pool_push();
     lz_array *in = lz_contiguous(lz_astype(qkv, LZ_F32)), *r = NULL;
     if (in) {
-        lz_array *y = lz_autorelease(lz_node(LZ_P_ATTENTION, LZ_F32, qkv->ndim, shape, 1, &in, &pr));
+        lz_array *y = lz_autorelease(lz_node(LZ_P_ATTENTION_QKV, LZ_F32, qkv->ndim, shape, 1, &in, &pr));
         r = lz_retain(lz_astype(y, result_dtype(qkv->dtype)));
     }
     lz_pool_pop();
@@ -296,12 +296,12 @@ lz_array *lz_attention_qkv_grad(lz_array *qkv, lz_array *dout, int64_t heads, do
         lz_shape_str(dout, sd, sizeof sd);
         return lz_fail("attention_qkv_grad: d out %s does not match qkv %s", sd, sq);
     }
-    lz_params pr = qkv_params(scale, causal, heads, hd, 1);
+    lz_params pr = qkv_params(scale, causal, heads, hd);
     lz_pool_push();
     lz_array *in[2] = {lz_contiguous(lz_astype(qkv, LZ_F32)), lz_contiguous(lz_astype(dout, LZ_F32))};
     lz_array *r = NULL;
     if (in[0] && in[1]) {
-        lz_array *g = lz_autorelease(lz_node(LZ_P_ATTENTION, LZ_F32, nd, qkv->shape, 2, in, &pr));
+        lz_array *g = lz_autorelease(lz_node(LZ_P_ATTENTION_QKV_GRAD, LZ_F32, nd, qkv->shape, 2, in, &pr));
         r = lz_retain(lz_astype(g, result_dtype(qkv->dtype)));
     }
     lz_pool_pop();

@@ -424,7 +424,6 @@ static int qkv_grad(lz_array *out, const lz_array *qkv, const lz_array *dout, co
 }
 
 static int attention_qkv_kernel(lz_array *out, lz_array *const *in, const lz_params *p) {
-    if (p->i[3]) return qkv_grad(out, in[0], in[1], p);
     const lz_array *qkv = in[0];
     int nd = out->ndim;
     int64_t heads = p->i[2], w = out->shape[nd - 1], hd = w / heads, t = out->shape[nd - 2];
@@ -452,8 +451,12 @@ static int attention_qkv_kernel(lz_array *out, lz_array *const *in, const lz_par
     return run_forward(&a, a.bshape[0] * heads, moved);
 }
 
-static int attention_dispatch(lz_array *out, lz_array *const *in, const lz_params *p) {
-    return p->i[2] ? attention_qkv_kernel(out, in, p) : attention_kernel(out, in, p);
+static int attention_qkv_grad_kernel(lz_array *out, lz_array *const *in, const lz_params *p) {
+    return qkv_grad(out, in[0], in[1], p);
 }
 
-void cpu_register_attention(void) { lz_prims[LZ_P_ATTENTION].cpu = attention_dispatch; }
+void cpu_register_attention(void) {
+    lz_prims[LZ_P_ATTENTION].cpu = attention_kernel;
+    lz_prims[LZ_P_ATTENTION_QKV].cpu = attention_qkv_kernel;
+    lz_prims[LZ_P_ATTENTION_QKV_GRAD].cpu = attention_qkv_grad_kernel;
+}

@@ -371,7 +371,6 @@ static int log_softmax_kernel(lz_array *out, lz_array *const *in, const lz_param
 }
 
 static int layer_norm_kernel(lz_array *out, lz_array *const *in, const lz_params *p) {
-    if (p->i[2]) return cpu_norm_grad(out, in, p);   /* the backward node (norm_grad.c) */
     int k = 1;
     const float *w = p->i[0] ? lz_elem_ptr(in[k++]) : NULL;
     const float *b = p->i[1] ? lz_elem_ptr(in[k++]) : NULL;
@@ -380,7 +379,6 @@ static int layer_norm_kernel(lz_array *out, lz_array *const *in, const lz_params
 }
 
 static int rms_norm_kernel(lz_array *out, lz_array *const *in, const lz_params *p) {
-    if (p->i[2]) return cpu_norm_grad(out, in, p);
     const float *w = p->i[0] ? lz_elem_ptr(in[1]) : NULL;
     uint64_t extra = p->i[0] ? (uint64_t)out->shape[out->ndim - 1] * 4 : 0;
     return run_rows(out, in[0], out->ndim - 1, rms_norm_row, NULL, p, w, NULL, extra);
@@ -391,5 +389,6 @@ void cpu_register_nn(void) {
     lz_prims[LZ_P_LOG_SOFTMAX].cpu = log_softmax_kernel;
     lz_prims[LZ_P_LAYER_NORM].cpu = layer_norm_kernel;
     lz_prims[LZ_P_RMS_NORM].cpu = rms_norm_kernel;
+    lz_prims[LZ_P_NORM_GRAD].cpu = cpu_norm_grad;   /* norm_grad.c */
     cpu_register_attention();
 }

@@ -1,6 +1,6 @@
-/* The backward of LAYER_NORM and RMS_NORM in one pass (the nodes lz_norm_grad builds:
- * params.i[2] = 1, inputs x [R, D], ct [R, D] (both contiguous float32) and the weight [D]
- * when i[0]; nn.c's kernels hand them here). Per row, with xhat = (x - mean) rstd (layer) or
+/* NORM_GRAD, the backward of LAYER_NORM and RMS_NORM in one pass (the nodes lz_norm_grad
+ * builds: inputs x [R, D], ct [R, D] (both contiguous float32) and the weight [D] when
+ * params.i[0]; i[2] = 1 for RMS). Per row, with xhat = (x - mean) rstd (layer) or
  * x rstd (RMS) recomputed as the forward computes it, and g = ct w:
  *     dx = rstd (g - mean(g) - xhat mean(g xhat))      (RMS: without the mean(g) term)
  * and over all rows  d weight = sum ct xhat,  d bias = sum ct.
@@ -63,7 +63,7 @@ static void rows_grad(const float *x, const float *ct, const float *w, float *dx
 
 int cpu_norm_grad(lz_array *out, lz_array *const *in, const lz_params *p) {
     int64_t n = out->shape[1], rows = out->shape[0] - 2;
-    bool layer = out->prim == LZ_P_LAYER_NORM;
+    bool layer = !p->i[2];
     const float *x = lz_elem_ptr(in[0]), *ct = lz_elem_ptr(in[1]);
     const float *w = p->i[0] ? lz_elem_ptr(in[2]) : NULL;
     float *dx = lz_elem_ptr(out), *dw = dx + rows * n, *db = dw + n;
