@@ -3,7 +3,7 @@
  * constants, casts of broadcast operands, streaming stores; and groups that store more than
  * their root: inner values held outside the group (an optimizer's new state) written in the
  * same pass, donated buffers, blocked (transposed) walks, narrow dtypes, the bound on stored
- * values, a failed allocation. */
+ * values, a failed allocation; sibling groups merged into one pass. */
 #include "ulps.h"
 
 /* ---- fused groups: mixed register reps, reused registers, threads, constants ---- */
@@ -266,6 +266,54 @@ static void test_stored_values_failed_allocation(void **state) {
     lz_release(y); lz_release(z); lz_release(x);
 }
 
+/* Sibling groups: roots that nothing in the graph consumes join a later group of their
+ * shape that reads one of their leaves (one pass reads the shared leaves once); groups of
+ * another shape, or that share no leaf, stay apart; a root's inputs computed by a kernel
+ * between the two groups are ready when the merged group runs. */
+static void test_sibling_groups(void **state) {
+    (void)state;
+    uint64_t seed = 23;
+    int64_t sh[2] = {33, 40}, sw[2] = {40, 40}, n = 33 * 40;
+    tarr x = t_rand(2, sh, LZ_F32, -2, 2, &seed, T_CONTIG), y = t_rand(2, sh, LZ_F32, -2, 2, &seed, T_STRIDED);
+    tarr z = t_rand(2, sh, LZ_F32, -2, 2, &seed, T_CONTIG), w = t_rand(2, sw, LZ_F32, -1, 1, &seed, T_CONTIG);
+    lz_pool_push();
+    lz_array *a = lz_axpby(2, x.a, 1, y.a), *b = lz_sub(x.a, y.a), *c = lz_mul(lz_exp(y.a), x.a);
+    lz_stats_reset();
+    assert_int_equal(LZ_EVAL(a, b, c), 0);
+    assert_int_equal(lz_stats().kernels, 1);                      /* three siblings, one pass */
+    double *ra = malloc(n * 8), *rb = malloc(n * 8), *rc = malloc(n * 8), *rd = malloc(n * 8);
+    for (int64_t i = 0; i < n; i++) {
+        float xi = (float)x.v[i], yi = (float)y.v[i];
+        ra[i] = 2.0f * xi + 1.0f * yi;
+        rb[i] = xi - yi;
+        rc[i] = (double)expf(yi) * xi;   /* within the exp's 1-ulp error */
+    }
+    check_ulps(a, ra, NULL, 0, "first sibling");
+    check_ulps(b, rb, NULL, 0, "second sibling");
+    check_ulps(c, rc, NULL, 2, "third sibling");
+    lz_array *d = lz_neg(z.a), *e = lz_neg(x.a);                  /* no shared leaf */
+    lz_stats_reset();
+    assert_int_equal(LZ_EVAL(d, e), 0);
+    assert_int_equal(lz_stats().kernels, 2);
+    lz_array *f = lz_mul_scalar(x.a, 3), *k = lz_matmul(x.a, w.a);   /* [33,40] kernel */
+    lz_array *h = lz_add(k, x.a);                                  /* reads x and the kernel */
+    lz_array *v = lz_neg(lz_sum(x.a, NULL, 0, false));            /* another shape */
+    lz_stats_reset();
+    assert_int_equal(LZ_EVAL(f, h, v), 0);
+    assert_int_equal(lz_stats().kernels, 4);   /* matmul; f + h; the sum; its negation */
+    float *kv = malloc(n * sizeof *kv);
+    assert_int_equal(lz_to_float(k, kv, n), 0);
+    for (int64_t i = 0; i < n; i++) {
+        ra[i] = (float)x.v[i] * 3.0f;
+        rd[i] = kv[i] + (float)x.v[i];
+    }
+    check_ulps(f, ra, NULL, 0, "sibling of a group reading a kernel");
+    check_ulps(h, rd, NULL, 0, "group reading a kernel");
+    free(ra); free(rb); free(rc); free(rd); free(kv);
+    lz_pool_pop();
+    t_free(&x); t_free(&y); t_free(&z); t_free(&w);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fused_mixed_dtypes),
@@ -274,7 +322,7 @@ int main(void) {
         cmocka_unit_test(test_stored_values_one_pass_and_donation),
         cmocka_unit_test(test_stored_values_blocked_and_float16),
         cmocka_unit_test(test_stored_values_bound_and_reductions),
-        cmocka_unit_test(test_stored_values_failed_allocation),
+        cmocka_unit_test(test_stored_values_failed_allocation), cmocka_unit_test(test_sibling_groups),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -13,6 +13,10 @@
  *                outside needs it either, it will never own memory; if someone does (a
  *                target, a user handle: an optimizer's new moment read by the new
  *                parameter), the group stores it too, as it goes (elementwise groups only);
+ *                Then an elementwise root that nothing in the graph consumes joins the next
+ *                elementwise group of its shape that reads one of its leaves, as a stored
+ *                value (sibling fusion: the shared leaves are read once); it runs at that
+ *                group's place in the order, after all its own inputs;
  *   4. run       each group root in order: allocate the output (taking over a dying input's
  *                buffer when sizes match: donation), run the group or kernel, then detach the
  *                node from its inputs. Detaching drops references, so an intermediate's buffer
@@ -99,6 +103,7 @@ static void count(const list *order) {
         a->group_size = 1 + a->ninputs;
         a->group_outs = 0;
         a->store = false;
+        a->siblings = a->next_sibling = NULL;
     }
     for (size_t k = 0; k < order->n; k++) {
         lz_array *a = order->v[k];
@@ -139,6 +144,71 @@ static void group(const list *order) {
     }
 }
 
+/* The leaves of a's group below a (distinct, at most LZ_FUSE_MAX). */
+static void group_leaves(lz_array *a, lz_array *root, lz_array **leaves, int *n) {
+    if (a->group != root || !lz_is_pending(a) || lz_prims[a->prim].kind != LZ_KIND_EW) {
+        for (int j = 0; j < *n; j++)
+            if (leaves[j] == a) return;
+        if (*n < LZ_FUSE_MAX) leaves[(*n)++] = a;
+        return;
+    }
+    for (int i = 0; i < a->ninputs; i++) group_leaves(a->inputs[i], root, leaves, n);
+}
+
+static void regroup(lz_array *a, lz_array *from, lz_array *to) {
+    if (a->group != from || !lz_is_pending(a) || lz_prims[a->prim].kind != LZ_KIND_EW) return;
+    for (int i = 0; i < a->ninputs; i++) regroup(a->inputs[i], from, to);
+    a->group = to;
+}
+
+/* 3b. Sibling roots (see the top of the file). The next few groups after r are looked at:
+ * a graph's independent updates are collected one after the other. */
+static void merge_siblings(const list *order) {
+    enum { LOOK = 8 };
+    lz_array *mine[LZ_FUSE_MAX], *theirs[LZ_FUSE_MAX];
+    for (size_t k = 0; k < order->n; k++) {
+        lz_array *r = order->v[k];
+        if (r->group != r || r->uses || lz_prims[r->prim].kind != LZ_KIND_EW) continue;
+        int nm = 0, seen = 0;
+        group_leaves(r, r, mine, &nm);
+        for (size_t j = k + 1; j < order->n && seen < LOOK; j++) {
+            lz_array *R = order->v[j];
+            if (R->group != R) continue;
+            seen++;
+            if (lz_prims[R->prim].kind != LZ_KIND_EW || !same_shape(r, R) ||
+                R->group_size + r->group_size > LZ_FUSE_MAX ||
+                R->group_outs + r->group_outs + 1 > LZ_FUSE_OUTS)
+                continue;
+            int nt = 0;
+            bool shared = false;
+            group_leaves(R, R, theirs, &nt);
+            for (int a = 0; a < nm && !shared; a++)
+                for (int b = 0; b < nt && !shared; b++) shared = mine[a] == theirs[b];
+            for (lz_array *s = R->siblings; s && !shared; s = s->next_sibling) {
+                nt = 0;
+                group_leaves(s, R, theirs, &nt);
+                for (int a = 0; a < nm && !shared; a++)
+                    for (int b = 0; b < nt && !shared; b++) shared = mine[a] == theirs[b];
+            }
+            if (!shared) continue;
+            regroup(r, r, R);
+            for (lz_array *s = r->siblings; s; s = s->next_sibling) regroup(s, r, R);
+            r->store = true;
+            r->next_sibling = R->siblings;
+            R->siblings = r;
+            for (lz_array *s = r->siblings, *next; s; s = next) {   /* r's own siblings too */
+                next = s->next_sibling;
+                s->next_sibling = R->siblings;
+                R->siblings = s;
+            }
+            r->siblings = NULL;
+            R->group_size += r->group_size;
+            R->group_outs += r->group_outs + 1;
+            break;
+        }
+    }
+}
+
 /* Builds the program of a group: post-order from the elementwise root. Leaves get negative
  * provisional ids (-1 - leaf index), instructions their index; fixed up at the end. */
 static int emit(lz_fused *g, lz_array *a, lz_array *root) {
@@ -168,7 +238,8 @@ static void build(lz_fused *g, lz_array *root) {
     if (reduce && top->group != root) {     /* a reduction of a materialised array */
         g->leaves[g->nleaves++] = top;
     } else {
-        emit(g, top, root);
+        for (lz_array *s = root->siblings; s; s = s->next_sibling) emit(g, s, root);
+        emit(g, top, root);                 /* last: its value is the group's */
     }
     g->out = top;
     for (int k = 0; k < g->ninstr; k++)
@@ -272,6 +343,7 @@ int lz_eval(int n, lz_array *const *arrays) {
     if (!rc) {
         count(&order);
         group(&order);
+        merge_siblings(&order);
         for (size_t k = 0; k < order.n && !rc; k++) {
             lz_array *a = order.v[k];
             if (a->group != a) continue;          /* computed inside its group */

@@ -58,6 +58,8 @@ struct lz_array {
     int group_size;                 /* on a root: nodes + leaves so far (bounded by LZ_FUSE_MAX) */
     int group_outs;                 /* on a root: values its group stores besides its own */
     bool store;                     /* fused into a group, and its value is needed outside it */
+    lz_array *siblings;             /* on a root: roots merged into its group (a list through */
+    lz_array *next_sibling;         /*   next_sibling), computed in its pass */
 };
 
 /* Element address of a flat row-major index is not needed by kernels: they walk strides. */
@@ -119,9 +121,10 @@ extern lz_prim_info lz_prims[LZ_NPRIMS];
  *
  * An elementwise group may store more values than its root's: an inner node whose value is
  * held outside the group (an optimizer's new moment, read by the new parameter in the same
- * pass) is one of `outs`, written to its own buffer (given by the scheduler) as the tiles go.
- * So an update that writes a parameter and its state is one pass over memory, not one per
- * array written. */
+ * pass), or the root of a sibling group of the same shape that reads a leaf of this one and
+ * that nothing in the graph consumes (Lion's new moment beside its new parameter), is one of
+ * `outs`, written to its own buffer (given by the scheduler) as the tiles go. So an update
+ * that writes a parameter and its state is one pass over memory, not one per array written. */
 #define LZ_FUSE_MAX 64
 #define LZ_FUSE_OUTS 8
 typedef struct {
