@@ -155,6 +155,18 @@ static void group_leaves(lz_array *a, lz_array *root, lz_array **leaves, int *n)
     for (int i = 0; i < a->ninputs; i++) group_leaves(a->inputs[i], root, leaves, n);
 }
 
+/* Whether the part of root's group under a reads one of leaves[0..n). */
+static bool reads_any(lz_array *a, lz_array *root, lz_array *const *leaves, int n) {
+    if (a->group != root || !lz_is_pending(a) || lz_prims[a->prim].kind != LZ_KIND_EW) {
+        for (int j = 0; j < n; j++)
+            if (leaves[j] == a) return true;
+        return false;
+    }
+    for (int i = 0; i < a->ninputs; i++)
+        if (reads_any(a->inputs[i], root, leaves, n)) return true;
+    return false;
+}
+
 static void regroup(lz_array *a, lz_array *from, lz_array *to) {
     if (a->group != from || !lz_is_pending(a) || lz_prims[a->prim].kind != LZ_KIND_EW) return;
     for (int i = 0; i < a->ninputs; i++) regroup(a->inputs[i], from, to);
@@ -165,7 +177,7 @@ static void regroup(lz_array *a, lz_array *from, lz_array *to) {
  * a graph's independent updates are collected one after the other. */
 static void merge_siblings(const list *order) {
     enum { LOOK = 8 };
-    lz_array *mine[LZ_FUSE_MAX], *theirs[LZ_FUSE_MAX];
+    lz_array *mine[LZ_FUSE_MAX];
     for (size_t k = 0; k < order->n; k++) {
         lz_array *r = order->v[k];
         if (r->group != r || r->uses || lz_prims[r->prim].kind != LZ_KIND_EW) continue;
@@ -179,17 +191,9 @@ static void merge_siblings(const list *order) {
                 R->group_size + r->group_size > LZ_FUSE_MAX ||
                 R->group_outs + r->group_outs + 1 > LZ_FUSE_OUTS)
                 continue;
-            int nt = 0;
-            bool shared = false;
-            group_leaves(R, R, theirs, &nt);
-            for (int a = 0; a < nm && !shared; a++)
-                for (int b = 0; b < nt && !shared; b++) shared = mine[a] == theirs[b];
-            for (lz_array *s = R->siblings; s && !shared; s = s->next_sibling) {
-                nt = 0;
-                group_leaves(s, R, theirs, &nt);
-                for (int a = 0; a < nm && !shared; a++)
-                    for (int b = 0; b < nt && !shared; b++) shared = mine[a] == theirs[b];
-            }
+            bool shared = reads_any(R, R, mine, nm);
+            for (lz_array *s = R->siblings; s && !shared; s = s->next_sibling)
+                shared = reads_any(s, R, mine, nm);
             if (!shared) continue;
             regroup(r, r, R);
             for (lz_array *s = r->siblings; s; s = s->next_sibling) regroup(s, r, R);

@@ -23,6 +23,10 @@
  * tile whatever the order of its elements. (Measured on 2 threads: a + b^T over 2048^2
  * float32 1.1 -> 11 GB/s.)
  *
+ * Stored values (g->outs: inner values needed outside the group, sibling roots) keep their
+ * register for the whole tile and are written after the tile's program, each to its own
+ * buffer, the way the root's value is (flat or by rows, streaming when large).
+ *
  * A group that only copies one leaf to its own dtype (lz_copy, lz_contiguous, astype to
  * the same type) moves the dtype's bytes (rep RAW) instead of converting through float:
  * faster, and exact (float16 signalling NaNs stay signalling). When that leaf is dense
