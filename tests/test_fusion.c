@@ -3,7 +3,8 @@
  * constants, casts of broadcast operands, streaming stores; and groups that store more than
  * their root: inner values held outside the group (an optimizer's new state) written in the
  * same pass, donated buffers, blocked (transposed) walks, narrow dtypes, the bound on stored
- * values, a failed allocation; sibling groups merged into one pass. */
+ * values, a failed allocation; sibling groups merged into one pass; random graphs against
+ * the same ops one at a time. */
 #include "ulps.h"
 
 /* ---- fused groups: mixed register reps, reused registers, threads, constants ---- */
@@ -314,6 +315,120 @@ static void test_sibling_groups(void **state) {
     t_free(&x); t_free(&y); t_free(&z); t_free(&w);
 }
 
+/* A value its consumer reads twice (y * y) is computed once in the group: a 30-op chain
+ * squared is 31 instructions, not 61; held, it is stored once (stored twice, a group of
+ * LZ_FUSE_OUTS held values overflowed its list of stored values). */
+static void test_value_read_twice(void **state) {
+    (void)state;
+    int64_t n = 1000;
+    lz_array *x = lz_linspace(-1, 1, n, LZ_F32);
+    assert_int_equal(lz_eval1(x), 0);
+    for (int keep = 0; keep < 2; keep++) {
+        lz_pool_push();
+        lz_array *y = x;
+        for (int i = 0; i < 30; i++) y = lz_affine(y, 0.99, 0.01);
+        if (keep) lz_retain(y);
+        lz_array *z = lz_mul(y, y);
+        lz_stats_reset();
+        assert_int_equal(lz_eval1(z), 0);
+        assert_int_equal(lz_stats().kernels, 1);
+        assert_int_equal(lz_stats().fused_ops, 31);
+        float xs[1000], zs[1000], ys[1000];
+        assert_int_equal(lz_to_float(x, xs, n), 0);
+        assert_int_equal(lz_to_float(z, zs, n), 0);
+        for (int64_t i = 0; i < n; i++) {
+            float v = xs[i];
+            for (int k = 0; k < 30; k++) v = 0.99f * v + 0.01f;
+            ys[i] = v;
+            if (zs[i] != v * v) fail_msg("element %lld: got %g, expected %g", (long long)i, zs[i], v * v);
+        }
+        if (keep) {
+            float got[1000];
+            assert_true(lz_is_evaluated(y));
+            assert_int_equal(lz_to_float(y, got, n), 0);
+            assert_memory_equal(got, ys, sizeof got);
+            lz_release(y);
+        }
+        lz_pool_pop();
+    }
+    lz_release(x);
+}
+
+/* Random graphs: elementwise DAGs over a few leaves (one broadcast, one transposed), some
+ * values held by the caller (stored values), a few of them and the last node evaluated at
+ * once (siblings), against the same ops evaluated one at a time (each its own kernel). The
+ * kernels do the same float32 arithmetic fused or not, so every held value must match to
+ * the bit, and so must the values read afterwards from nodes that were fused away. */
+enum { RG_NODES = 24, RG_LEAVES = 4 };
+
+static lz_array *rg_op(int op, lz_array *a, lz_array *b) {
+    switch (op) {
+    case 0: return lz_add(a, b);
+    case 1: return lz_sub(a, b);
+    case 2: return lz_mul(a, b);
+    case 3: return lz_axpby(0.5, a, -0.75, b);
+    case 4: return lz_affine(a, 0.9, 0.1);
+    case 5: return lz_tanh(a);
+    case 6: return lz_maximum(a, b);
+    case 7: return lz_sigmoid(a);
+    default: return lz_neg(a);
+    }
+}
+
+static void rg_build(uint64_t seed, lz_array *const *leaves, bool eager, lz_array **nodes,
+                     bool *held) {
+    lz_array *all[RG_LEAVES + RG_NODES];
+    for (int i = 0; i < RG_LEAVES; i++) all[i] = leaves[i];
+    for (int i = 0; i < RG_NODES; i++) {
+        int n = RG_LEAVES + i;
+        int op = (int)t_irand(&seed, 0, 9);
+        lz_array *a = all[t_irand(&seed, n > 6 ? n - 6 : 0, n)], *b = all[t_irand(&seed, 0, n)];
+        held[i] = t_uniform(&seed, 0, 1) < 0.3 || i == RG_NODES - 1;
+        lz_array *v = rg_op(op, a, b);
+        if (eager) assert_int_equal(lz_eval1(v), 0);
+        nodes[i] = all[n] = held[i] ? lz_retain(v) : v;
+    }
+}
+
+static void test_random_graphs(void **state) {
+    (void)state;
+    uint64_t seed = 31;
+    for (int size = 0; size < 2; size++) {
+        int64_t sh[2] = {size ? 300 : 37, size ? 701 : 129}, row = sh[1], n = sh[0] * sh[1];
+        tarr l0 = t_rand(2, sh, LZ_F32, -1, 1, &seed, T_CONTIG), l1 = t_rand(2, sh, LZ_F32, -1, 1, &seed, T_STRIDED);
+        tarr l2 = t_rand(2, sh, LZ_F32, -1, 1, &seed, T_TRANSPOSED), l3 = t_rand(1, &row, LZ_F32, -1, 1, &seed, T_CONTIG);
+        lz_array *leaves[RG_LEAVES] = {l0.a, l1.a, l2.a, l3.a};
+        float *got = malloc((size_t)n * sizeof *got), *want = malloc((size_t)n * sizeof *want);
+        for (int g = 0; g < (size ? 12 : 60); g++) {
+            uint64_t gs = 1000 + (uint64_t)g;
+            lz_array *fused[RG_NODES], *ref[RG_NODES], *targets[RG_NODES];
+            bool held[RG_NODES], held2[RG_NODES];
+            lz_pool_push();
+            rg_build(gs, leaves, false, fused, held);
+            rg_build(gs, leaves, true, ref, held2);
+            int nt = 0;
+            for (int i = 0; i < RG_NODES; i++)
+                if (held[i] && (i == RG_NODES - 1 || t_uniform(&gs, 0, 1) < 0.5)) targets[nt++] = fused[i];
+            assert_int_equal(lz_eval(nt, targets), 0);
+            for (int i = 0; i < RG_NODES; i++) {
+                int64_t m = lz_size(fused[i]);
+                assert_int_equal(lz_to_float(fused[i], got, m), 0);
+                assert_int_equal(lz_to_float(ref[i], want, m), 0);
+                if (memcmp(got, want, (size_t)m * sizeof *got))
+                    fail_msg("graph %d (size %d), node %d (%s): fused and one-at-a-time differ",
+                             g, size, i, held[i] ? "held" : "fused away");
+            }
+            for (int i = 0; i < RG_NODES; i++) {
+                if (held[i]) lz_release(fused[i]);
+                if (held2[i]) lz_release(ref[i]);
+            }
+            lz_pool_pop();
+        }
+        free(got); free(want);
+        t_free(&l0); t_free(&l1); t_free(&l2); t_free(&l3);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fused_mixed_dtypes),
@@ -323,6 +438,7 @@ int main(void) {
         cmocka_unit_test(test_stored_values_blocked_and_float16),
         cmocka_unit_test(test_stored_values_bound_and_reductions),
         cmocka_unit_test(test_stored_values_failed_allocation), cmocka_unit_test(test_sibling_groups),
+        cmocka_unit_test(test_value_read_twice), cmocka_unit_test(test_random_graphs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -222,6 +222,8 @@ static int emit(lz_fused *g, lz_array *a, lz_array *root) {
         g->leaves[g->nleaves] = a;
         return -1 - g->nleaves++;
     }
+    for (int k = 0; k < g->ninstr; k++)   /* read twice by its consumer (x * x): once */
+        if (g->instr[k].node == a) return k;
     int src[3] = {0, 0, 0};
     for (int i = 0; i < a->ninputs; i++) src[i] = emit(g, a->inputs[i], root);
     int k = g->ninstr++;
