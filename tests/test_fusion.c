@@ -354,11 +354,12 @@ static void test_value_read_twice(void **state) {
     lz_release(x);
 }
 
-/* Random graphs: elementwise DAGs over a few leaves (one broadcast, one transposed), some
- * values held by the caller (stored values), a few of them and the last node evaluated at
- * once (siblings), against the same ops evaluated one at a time (each its own kernel). The
- * kernels do the same float32 arithmetic fused or not, so every held value must match to
- * the bit, and so must the values read afterwards from nodes that were fused away. */
+/* Random graphs: elementwise DAGs (float32 and float16) over a few leaves (one broadcast,
+ * one transposed), some values held by the caller (stored values), a few of them and the
+ * last node evaluated at once (siblings), against the same ops evaluated one at a time (each
+ * its own kernel). The kernels do the same float32 arithmetic fused or not, so every held
+ * value must match to the bit, and so must the values read afterwards from nodes that were
+ * fused away. */
 enum { RG_NODES = 24, RG_LEAVES = 4 };
 
 static lz_array *rg_op(int op, lz_array *a, lz_array *b) {
@@ -371,6 +372,7 @@ static lz_array *rg_op(int op, lz_array *a, lz_array *b) {
     case 5: return lz_tanh(a);
     case 6: return lz_maximum(a, b);
     case 7: return lz_sigmoid(a);
+    case 8: return lz_astype(a, LZ_F16);   /* float16 values, held or fused, rounded alike */
     default: return lz_neg(a);
     }
 }
@@ -381,7 +383,7 @@ static void rg_build(uint64_t seed, lz_array *const *leaves, bool eager, lz_arra
     for (int i = 0; i < RG_LEAVES; i++) all[i] = leaves[i];
     for (int i = 0; i < RG_NODES; i++) {
         int n = RG_LEAVES + i;
-        int op = (int)t_irand(&seed, 0, 9);
+        int op = (int)t_irand(&seed, 0, 10);
         lz_array *a = all[t_irand(&seed, n > 6 ? n - 6 : 0, n)], *b = all[t_irand(&seed, 0, n)];
         held[i] = t_uniform(&seed, 0, 1) < 0.3 || i == RG_NODES - 1;
         lz_array *v = rg_op(op, a, b);
@@ -392,7 +394,7 @@ static void rg_build(uint64_t seed, lz_array *const *leaves, bool eager, lz_arra
 
 static void test_random_graphs(void **state) {
     (void)state;
-    uint64_t seed = 31;
+    uint64_t seed = 31, kernels = 0, nodes = 0;
     for (int size = 0; size < 2; size++) {
         int64_t sh[2] = {size ? 300 : 37, size ? 701 : 129}, row = sh[1], n = sh[0] * sh[1];
         tarr l0 = t_rand(2, sh, LZ_F32, -1, 1, &seed, T_CONTIG), l1 = t_rand(2, sh, LZ_F32, -1, 1, &seed, T_STRIDED);
@@ -409,7 +411,10 @@ static void test_random_graphs(void **state) {
             int nt = 0;
             for (int i = 0; i < RG_NODES; i++)
                 if (held[i] && (i == RG_NODES - 1 || t_uniform(&gs, 0, 1) < 0.5)) targets[nt++] = fused[i];
+            lz_stats_reset();
             assert_int_equal(lz_eval(nt, targets), 0);
+            kernels += lz_stats().kernels;
+            nodes += RG_NODES;
             for (int i = 0; i < RG_NODES; i++) {
                 int64_t m = lz_size(fused[i]);
                 assert_int_equal(lz_to_float(fused[i], got, m), 0);
@@ -427,6 +432,9 @@ static void test_random_graphs(void **state) {
         free(got); free(want);
         t_free(&l0); t_free(&l1); t_free(&l2); t_free(&l3);
     }
+    printf("random graphs: %llu kernels for %llu nodes\n", (unsigned long long)kernels,
+           (unsigned long long)nodes);
+    assert_true(kernels * 3 < nodes);   /* fusion happened: fewer than one kernel in three */
 }
 
 int main(void) {
