@@ -278,6 +278,16 @@ static void torch_stop(torch_proc *p) {
     *p = (torch_proc){.pid = -1};
 }
 
+/* An MNIST model's epoch figures (tts <= 0: no PyTorch figure); returns its GFLOP/s. */
+static double report_epoch(const char *name, double ts, double tts, double flops) {
+    printf("BENCH %s_epoch_s %.2f s\n", name, ts);
+    if (tts > 0) printf("BENCH %s_epoch_torch_s %.2f s\n", name, tts);
+    if (tts > 0) printf("BENCH %s_speedup %.2f x\n", name, tts / ts);
+    printf("BENCH %s_GFLOPs %.1f GFLOP/s\n", name, flops / ts * 1e-9);
+    if (tts > 0) printf("BENCH %s_GFLOPs_torch %.1f GFLOP/s\n", name, flops / tts * 1e-9);
+    return flops / ts * 1e-9;
+}
+
 /* The noise-robust companions of a model's figures: CPU time per step on each side and their
  * ratio, and the time leibniz spends building a step's graph (forward, autograd, optimizer)
  * before evaluating it. */
@@ -387,12 +397,7 @@ int main(int argc, char **argv) {
          * layers and input gradients of the last two */
         double fwd = 2.0 * (784 * 512 + 512 * 512 + 512 * 10);
         double flops = 60000.0 * (fwd + fwd + 2.0 * (512 * 512 + 512 * 10));
-        printf("BENCH mnist_mlp_epoch_s %.2f s\n", ts);
-        if (tts > 0) printf("BENCH mnist_mlp_epoch_torch_s %.2f s\n", tts);
-        if (tts > 0) printf("BENCH mnist_mlp_speedup %.2f x\n", tts / ts);
-        printf("BENCH mnist_mlp_GFLOPs %.1f GFLOP/s\n", flops / ts * 1e-9);
-        if (tts > 0) printf("BENCH mnist_mlp_GFLOPs_torch %.1f GFLOP/s\n", flops / tts * 1e-9);
-        achieved[0] = flops / ts * 1e-9;
+        achieved[0] = report_epoch("mnist_mlp", ts, tts, flops);
         report_cpu("mnist_mlp", &b[0], tc[0]);
         teardown(&b[0]);
     }
@@ -402,12 +407,7 @@ int main(int argc, char **argv) {
         double l1 = 2.0 * 3136 * 128, l2 = 2.0 * 128 * 10;
         /* conv1 has no input gradient */
         double flops = 60000.0 * (2 * c1 + 3 * (c2 + l1 + l2));
-        printf("BENCH mnist_cnn_epoch_s %.2f s\n", ts);
-        if (tts > 0) printf("BENCH mnist_cnn_epoch_torch_s %.2f s\n", tts);
-        if (tts > 0) printf("BENCH mnist_cnn_speedup %.2f x\n", tts / ts);
-        printf("BENCH mnist_cnn_GFLOPs %.1f GFLOP/s\n", flops / ts * 1e-9);
-        if (tts > 0) printf("BENCH mnist_cnn_GFLOPs_torch %.1f GFLOP/s\n", flops / tts * 1e-9);
-        achieved[1] = flops / ts * 1e-9;
+        achieved[1] = report_epoch("mnist_cnn", ts, tts, flops);
         report_cpu("mnist_cnn", &b[1], tc[1]);
         teardown(&b[1]);
     }

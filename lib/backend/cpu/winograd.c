@@ -283,20 +283,27 @@ static void grad_tiles(const float *dy, int64_t h, int64_t w, int64_t sh, int64_
     grad_transform(dy, h, w, sh, sw, th, tw, m, ld);
 }
 
+/* Images per block (*nb, about TILES_TARGET tiles, at least one block per thread when
+ * there are images enough), the number of blocks, and the threads that get one. */
+static int plan_blocks(int64_t n, int64_t tpi, int threads, int64_t *nb, int64_t *nblocks) {
+    *nb = (TILES_TARGET + tpi - 1) / tpi;
+    if (*nb > n) *nb = n;
+    *nblocks = (n + *nb - 1) / *nb;
+    if (*nblocks < threads && n >= threads) {
+        *nb = (n + threads - 1) / threads;
+        *nblocks = (n + *nb - 1) / *nb;
+    }
+    return (int)(*nblocks < threads ? *nblocks : threads);
+}
+
 /* y [N, O, H, W] (contiguous) = the "same" 3x3 convolution of x [N, C, H, W] (strides xs)
  * with the filters wt (see filter_transform). Returns 0, or -1 out of memory (no error set). */
 int cpu_winograd_3x3(const float *x, int64_t n, int64_t c, int64_t h, int64_t w,
                      const int64_t *xs, const float *wt, int flip, int64_t o, float *y,
                      int threads) {
     int64_t th = (h + 1) / 2, tw = (w + 1) / 2, tpi = th * tw;   /* tiles per image */
-    int64_t nb = (TILES_TARGET + tpi - 1) / tpi;
-    if (nb > n) nb = n;
-    int64_t nblocks = (n + nb - 1) / nb;
-    if (nblocks < threads && n >= threads) {   /* a block per thread at least */
-        nb = (n + threads - 1) / threads;
-        nblocks = (n + nb - 1) / nb;
-    }
-    int par = (int)(nblocks < threads ? nblocks : threads);
+    int64_t nb, nblocks;
+    int par = plan_blocks(n, tpi, threads, &nb, &nblocks);
     int64_t ld = nb * tpi;   /* tiles of a block */
     float *u = malloc((size_t)(16 * o * c) * 4);
     if (!u) return -1;
@@ -341,14 +348,8 @@ int cpu_winograd_3x3_wgrad(const float *x, const int64_t *xs, const float *dy,
                            const int64_t *dys, int64_t n, int64_t c, int64_t h, int64_t w,
                            int64_t o, float *dw, int threads) {
     int64_t th = (h + 1) / 2, tw = (w + 1) / 2, tpi = th * tw;
-    int64_t nb = (TILES_TARGET + tpi - 1) / tpi;
-    if (nb > n) nb = n;
-    int64_t nblocks = (n + nb - 1) / nb;
-    if (nblocks < threads && n >= threads) {
-        nb = (n + threads - 1) / threads;
-        nblocks = (n + nb - 1) / nb;
-    }
-    int par = (int)(nblocks < threads ? nblocks : threads);
+    int64_t nb, nblocks;
+    int par = plan_blocks(n, tpi, threads, &nb, &nblocks);
     int64_t ld = nb * tpi, usz = 16 * o * c;
     float *du = calloc((size_t)(par * usz), 4);
     if (!du) return -1;
