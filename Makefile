@@ -1,4 +1,4 @@
-# leibniz: make [all] | test | asan | bench | deps | clean
+# leibniz: make [all] | test | test-cuda | asan | bench | deps | clean
 # OPT sets optimisation/architecture flags (users build from source: -march=native is fine).
 CC      ?= gcc
 OPT     ?= -O3 -march=native
@@ -30,8 +30,31 @@ ifeq ($(VARIANT),asan)
   LDLIBS += -fsanitize=address,undefined
 endif
 
-LIB_SRC   := $(shell find lib -name '*.c' | sort)
-LIB_OBJ   := $(LIB_SRC:%.c=$(B)/%.o)
+# CUDA backend: built when nvcc is found (CUDA=0 turns it off, CUDA_HOME points elsewhere).
+# Without it lib/backend/cuda/none.c stands in and the GPU is "built without CUDA".
+CUDA_HOME ?= /usr/local/cuda
+NVCC      := $(firstword $(wildcard $(CUDA_HOME)/bin/nvcc) $(shell command -v nvcc 2>/dev/null))
+CUDA      ?= $(if $(NVCC),1,0)
+CUDA_ARCH ?= -gencode=arch=compute_90,code=sm_90 -gencode=arch=compute_90,code=compute_90
+CUDA_SRC  := $(filter-out lib/backend/cuda/none.c,$(shell find lib/backend/cuda -name '*.c' 2>/dev/null | sort))
+ifeq ($(CUDA),1)
+  CUDA_LIBDIR := $(firstword $(wildcard $(CUDA_HOME)/lib64 $(CUDA_HOME)/lib))
+  CU_SRC  := $(shell find lib/backend/cuda -name '*.cu' | sort)
+  CU_OBJ  := $(CU_SRC:%.cu=$(B)/%.cu.o)
+  CFLAGS  += -DLZ_CUDA -isystem $(CUDA_HOME)/include
+  # the runtime linked statically: it opens the driver (libcuda) itself, so the programs
+  # start on machines without one and answer "no GPU"
+  LDLIBS  += -L$(CUDA_LIBDIR) -Wl,-rpath,$(CUDA_LIBDIR) -lcublas -lcublasLt -lnvrtc \
+             -lcudart_static -ldl -lrt -lstdc++
+  NVFLAGS ?= -O3 -std=c++17 $(CUDA_ARCH) -Werror all-warnings -Xcompiler -Wall,-Wextra,-Werror \
+             -Ilib --expt-relaxed-constexpr
+  LIB_SKIP := lib/backend/cuda/none.c
+else
+  LIB_SKIP := $(CUDA_SRC)
+endif
+
+LIB_SRC   := $(filter-out $(LIB_SKIP),$(shell find lib -name '*.c' | sort))
+LIB_OBJ   := $(LIB_SRC:%.c=$(B)/%.o) $(CU_OBJ)
 LIB       := $(B)/libleibniz.a
 TEST_SRC  := $(wildcard tests/test_*.c)
 TESTS     := $(TEST_SRC:tests/%.c=$(B)/tests/%)
@@ -47,7 +70,7 @@ TEST_SCRIPTS := $(wildcard tests/test_*.sh)
 
 SHELL := /bin/bash
 .SECONDEXPANSION:
-.PHONY: all test asan bench deps clean check-deps mnist print-libs
+.PHONY: all test test-cuda asan bench deps clean check-deps mnist print-libs
 all: $(if $(filter build/release,$(B)),lib/libleibniz.a) $(APP_BINS)
 
 lib/libleibniz.a: $(LIB)
@@ -56,6 +79,10 @@ lib/libleibniz.a: $(LIB)
 $(B)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(B)/%.cu.o: %.cu $(wildcard lib/backend/cuda/*.h)
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVFLAGS) -c $< -o $@
 
 $(LIB): $(LIB_OBJ)
 	@rm -f $@
@@ -93,6 +120,12 @@ test: check-deps $(TESTS) all
 
 asan:
 	$(MAKE) VARIANT=asan test ASAN_OPTIONS=detect_leaks=1
+
+# The whole suite with the GPU as the default device (LZ_DEVICE=cuda): every op, gradient,
+# fusion and program test runs its ops on the GPU. Fails at once without a GPU.
+test-cuda: check-deps $(TESTS) all
+	@$(B)/tests/test_cuda --require-gpu
+	@LZ_DEVICE=cuda $(MAKE) --no-print-directory test
 
 bench: check-deps $(BENCHES)
 	@for b in $(BENCHES); do $$b || exit 1; done

@@ -35,6 +35,7 @@ static struct {
     bool json;
     /* text */
     const char *prompt;
+    const char *device;
     int64_t tokens;
     double temperature;
     int64_t top_k, seed;
@@ -61,7 +62,8 @@ static _Noreturn void die(int code, const char *fmt, ...) {
 }
 
 #define USAGE "eval CHECKPOINT [--data FILE] [--split NAME] [--batch-size N] [--out PATH] " \
-              "[--json] [--config FILE] [--base FILE] [--image FILE.png] [--prompt TEXT [--tokens N] " \
+              "[--json] [--config FILE] [--base FILE] [--image FILE.png] [--device D] " \
+              "[--prompt TEXT [--tokens N] " \
               "[--temperature T] [--top-k K] [--seed S] [--no-cache]]"
 
 static _Noreturn void usage(int code) {
@@ -80,6 +82,7 @@ static _Noreturn void usage(int code) {
             "  --base FILE      for a LoRA adapter checkpoint (adapter.h5): the base checkpoint\n"
             "                   (default: the one it was trained from, finetune.init_from)\n"
             "  --image FILE     classify one PNG (resized to the model's input) and print the top 3\n"
+            "  --device D       cuda, cpu or auto (default: the GPU when there is one)\n"
             "Language models: without --prompt, the loss (nats/token), perplexity and bits per\n"
             "character on the split; with --prompt, the prompt and generated text:\n"
             "  --prompt TEXT    text to continue (characters of the model's vocabulary)\n"
@@ -104,6 +107,7 @@ static void parse_args(int argc, char **argv) {
         else if (!strcmp(a, "--base")) val = &E.base;
         else if (!strcmp(a, "--image")) val = &E.image;
         else if (!strcmp(a, "--prompt")) val = &E.prompt;
+        else if (!strcmp(a, "--device")) val = &E.device;
         else if (!strcmp(a, "--no-cache")) E.no_cache = true;
         else if (!strcmp(a, "--batch-size") || !strcmp(a, "--tokens") || !strcmp(a, "--top-k") ||
                  !strcmp(a, "--seed")) {
@@ -604,6 +608,13 @@ int main(int argc, char **argv) {
     E.top_k = 40;
     E.seed = 1;
     parse_args(argc, argv);
+    const char *dev = E.device ? E.device : "auto";
+    if (strcmp(dev, "auto") && strcmp(dev, "cpu") && strcmp(dev, "cuda"))
+        die(EXIT_USAGE, "--device: expected auto, cpu or cuda, got '%s'", dev);
+    bool gpu = !strcmp(dev, "cuda") || (!strcmp(dev, "auto") && lz_gpu_available());
+    if (gpu && lz_set_default_device(LZ_GPU))
+        die(EXIT_USAGE, "--device cuda: there is no GPU: %s", lz_gpu_status());
+    if (!gpu) lz_set_default_device(LZ_CPU);
     load_model();
     if (E.prompt && !E.text) die(EXIT_USAGE, "--prompt needs a language model; %s is not one", E.ckpt_path);
     if (E.image && E.text) die(EXIT_USAGE, "--image needs an image classifier; %s is a language model", E.ckpt_path);

@@ -493,6 +493,17 @@ static void passive_openmp(char **argv) {
     execv("/proc/self/exe", argv);   /* returns only on failure: then go on as we are */
 }
 
+/* The device the ops run on: the config's `device` (overridable as device=cpu). */
+static void choose_device(void) {
+    const char *d = lz_config_str(T.cfg, "device");
+    bool gpu = !strcmp(d, "cuda") || (!strcmp(d, "auto") && lz_gpu_available());
+    if (gpu && lz_set_default_device(LZ_GPU))
+        die(EXIT_USAGE, "%s: device: cuda, but there is no GPU: %s", T.config_name, lz_gpu_status());
+    if (!gpu) lz_set_default_device(LZ_CPU);
+    if (gpu) printf("device cuda: %s\n", lz_gpu_status());
+    else printf("device cpu: %d threads\n", lz_threads());
+}
+
 int main(int argc, char **argv) {
     passive_openmp(argv);
     const char *config = NULL, *resume = NULL;
@@ -525,6 +536,7 @@ int main(int argc, char **argv) {
             lz_config_str(T.cfg, "train.log_format"));
     int threads = (int)lz_config_int(T.cfg, "train.threads");
     if (threads > 0) lz_set_threads(threads);
+    choose_device();
 
     open_data();
     printf("config %s (effective):\n", T.config_name);
@@ -725,6 +737,9 @@ int main(int argc, char **argv) {
            t > 0 ? (double)T.samples_this_run / t : 0.0, T.text ? "tokens" : "samples");
     printf("peak memory %.1f MiB (arrays)%s\n", (double)lz_memory().peak / 1048576.0,
            T.text && lz_config_bool(T.cfg, "model.checkpoint_blocks") ? ", blocks checkpointed" : "");
+    if (lz_default_device() == LZ_GPU)
+        printf("peak GPU memory %.1f MiB (arrays), %.1f MiB cached\n",
+               (double)lz_memory_device().peak / 1048576.0, (double)lz_memory_device().cached / 1048576.0);
     printf("run folder %s\n", T.run_dir);
 
     cleanup();

@@ -44,8 +44,12 @@ void progress_update(double loss, double acc, double lr, bool log_line) {
     int64_t ep = T.batch == 0 && T.step > 0 ? T.epoch : T.epoch + 1;
     int64_t bi = T.batch == 0 && T.step > 0 ? T.batches_per_epoch : T.batch;
     int64_t epochs = (T.total_steps + T.steps_per_epoch - 1) / T.steps_per_epoch;
-    char head[96];
-    snprintf(head, sizeof head, "epoch %lld/%lld", (long long)ep, (long long)epochs);
+    char head[160];
+    if (lz_default_device() == LZ_GPU)   /* the device and its memory lead the line */
+        snprintf(head, sizeof head, "cuda %.0f MiB  epoch %lld/%lld",
+                 (double)lz_memory_device().active / 1048576.0, (long long)ep, (long long)epochs);
+    else
+        snprintf(head, sizeof head, "epoch %lld/%lld", (long long)ep, (long long)epochs);
     if (T.tty) {
         char bar[25];
         int fill = (int)(24 * bi / T.batches_per_epoch);

@@ -198,6 +198,7 @@ lz_array *lz_node(lz_prim_id p, lz_dtype t, int ndim, const int64_t *shape, int 
     lz_array *a = new_array(t, ndim, shape);
     if (!a) return NULL;
     a->prim = p;
+    a->device = lz_node_device();
     a->depth = depth + 1;
     a->ninputs = ninputs;
     if (ninputs) {
@@ -260,5 +261,7 @@ lz_array *lz_from_buffer(void *data, int ndim, const int64_t *shape, lz_dtype t,
 
 void *lz_data_mut(lz_array *a) {
     if (!a || !lz_is_evaluated(a)) return lz_fail("lz_data_mut: array is not evaluated");
+    if (lz_buffer_sync(a->buf, LZ_CPU)) return NULL;
+    lz_buffer_wrote(a->buf, LZ_CPU);   /* the caller writes: a device copy is stale */
     return lz_elem_ptr(a);
 }

@@ -114,6 +114,31 @@ void lz_memory_clear_cache(void);
  * NULL functions restore the default. */
 int lz_memory_set_system_allocator(void *(*alloc_fn)(size_t), void (*free_fn)(void *));
 
+/* ---- devices ----
+ * Arrays do not belong to a device; operations do. An op runs on the device that was the
+ * default when it was built (this thread's if set, else the process's), and reads its inputs
+ * wherever they are: the allocator keeps a host and a device copy of each buffer and knows
+ * which are valid, copying once when the other side reads. The process default starts as
+ * $LZ_DEVICE (cpu, cuda/gpu, auto) or the CPU. */
+typedef enum { LZ_CPU, LZ_GPU, LZ_DEVICE_UNSET = -1 } lz_device;
+/* 1 if a GPU backend is built in and a device answers; 0 otherwise (lz_gpu_status says why). */
+int         lz_gpu_available(void);
+/* "NVIDIA H100 80GB HBM3", or why there is none ("built without CUDA", "no CUDA device"). */
+const char *lz_gpu_status(void);
+/* Sets the process default (0), or -1 with lz_error() when d is LZ_GPU and there is none. */
+int         lz_set_default_device(lz_device d);
+/* This thread's default (LZ_DEVICE_UNSET: follow the process's); -1 as above. */
+int         lz_set_thread_device(lz_device d);
+lz_device   lz_default_device(void);
+const char *lz_device_name(lz_device d);          /* "cpu", "cuda" */
+/* Waits until the GPU has finished everything queued (a no-op without one): for timing. */
+void        lz_synchronize(void);
+/* Device memory (the GPU pool of the same allocator; zeros without a GPU). The limit starts
+ * below what the card reports free at start-up. */
+lz_memory_info lz_memory_device(void);
+void lz_memory_device_set_limit(size_t bytes);
+void lz_memory_device_reset_peak(void);
+
 /* ---- counters ---- */
 typedef struct {
     uint64_t kernels;        /* kernel launches (a fused group counts once) */
@@ -123,6 +148,11 @@ typedef struct {
     uint64_t bytes_moved;    /* bytes read + written by kernels (estimate) */
     uint64_t flops;          /* counted by matmul, conv, attention */
     uint64_t nodes_evaluated;
+    uint64_t gpu_kernels;    /* of `kernels`, those that ran on the GPU */
+    uint64_t to_device;      /* bytes copied host -> device */
+    uint64_t to_host;        /* bytes copied device -> host */
+    uint64_t cpu_fallbacks;  /* nodes asked for on the GPU that ran on the CPU (no kernel) */
+    uint64_t compiles;       /* GPU kernels generated and compiled (NVRTC), not found cached */
 } lz_stats_t;
 lz_stats_t lz_stats(void);
 void       lz_stats_reset(void);

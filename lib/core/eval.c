@@ -294,6 +294,24 @@ static void detach(lz_array *a) {
     a->depth = 0;
 }
 
+/* Where a node runs: the device it was built for, if that device's backend runs it (a
+ * primitive without a GPU kernel runs on the CPU, counted in lz_stats). */
+static lz_device placement(const lz_array *a) {
+    if (a->device != LZ_GPU || !lz_gpu()) return LZ_CPU;
+    const lz_prim_info *p = &lz_prims[a->prim];
+    if (p->kind == LZ_KIND_KERNEL && !p->gpu) {
+        lz_stats_add_fallback();
+        return LZ_CPU;
+    }
+    return LZ_GPU;
+}
+
+static int sync_all(int n, lz_array *const *xs, lz_device d) {
+    for (int i = 0; i < n; i++)
+        if (xs[i]->buf && lz_buffer_sync(xs[i]->buf, d)) return -1;
+    return 0;
+}
+
 /* 4. Runs one group root or kernel node. */
 static int run(lz_array *a) {
     const lz_prim_info *p = &lz_prims[a->prim];
@@ -302,22 +320,26 @@ static int run(lz_array *a) {
         lz_buffer_retain(a->buf);
         return 0;
     }
+    lz_device d = placement(a);
     if (p->kind == LZ_KIND_EW || p->kind == LZ_KIND_REDUCE) {
         lz_fused g;
         build(&g, a);
+        if (sync_all(g.nleaves, g.leaves, d)) return -1;
         bool taken[LZ_FUSE_MAX] = {false};
         a->buf = p->kind == LZ_KIND_EW ? donor(&g, a, taken) : NULL;
-        int rc = !a->buf && !(a->buf = lz_buffer_alloc(nbytes_of(a))) ? -1 : 0;
+        int rc = !a->buf && !(a->buf = lz_buffer_alloc_on(d, nbytes_of(a))) ? -1 : 0;
         for (int o = 0; o < g.nouts && !rc; o++) {
             lz_array *x = g.outs[o].node;
-            if (!(x->buf = donor(&g, x, taken)) && !(x->buf = lz_buffer_alloc(nbytes_of(x))))
+            if (!(x->buf = donor(&g, x, taken)) && !(x->buf = lz_buffer_alloc_on(d, nbytes_of(x))))
                 rc = -1;
         }
         lz_stats_add_nodes((uint64_t)g.ninstr + (g.reduce != NULL));
-        if (!rc) rc = lz_cpu_backend.run_fused(&g);
+        if (!rc) rc = d == LZ_GPU ? lz_gpu()->run_fused(&g) : lz_cpu_backend.run_fused(&g);
+        if (!rc) lz_buffer_wrote(a->buf, d);
         for (int o = 0; o < g.nouts; o++) {   /* stored values are evaluated arrays now */
             lz_array *x = g.outs[o].node;
             if (!rc) {
+                lz_buffer_wrote(x->buf, d);
                 detach(x);
             } else {
                 lz_buffer_release(x->buf);
@@ -326,13 +348,17 @@ static int run(lz_array *a) {
         }
         return rc;
     }
-    if (!p->cpu) {
+    lz_kernel_fn k = d == LZ_GPU ? p->gpu : p->cpu;
+    if (!k) {
         lz_fail("%s: no CPU kernel", p->name);
         return -1;
     }
-    if (!(a->buf = lz_buffer_alloc(nbytes_of(a)))) return -1;
+    if (sync_all(a->ninputs, a->inputs, d)) return -1;
+    if (!(a->buf = lz_buffer_alloc_on(d, nbytes_of(a)))) return -1;
     lz_stats_add_nodes(1);
-    return p->cpu(a, a->inputs, &a->params);
+    int rc = k(a, a->inputs, &a->params);
+    if (!rc) lz_buffer_wrote(a->buf, d);
+    return rc;
 }
 
 int lz_eval(int n, lz_array *const *arrays) {

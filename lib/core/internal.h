@@ -9,20 +9,42 @@
 #include "prims.h"
 #include "half.h"
 
-/* ---- buffers: refcounted blocks from the allocator (or adopted from the user) ---- */
+/* ---- buffers: refcounted blocks from the allocator (or adopted from the user) ----
+ * A buffer has up to two copies, host (data) and device (dev), each a block of its pool, and
+ * `valid` says which hold its current value. Kernels find their inputs valid on their device
+ * (eval.c makes them so) and leave their outputs valid there only. */
+enum { LZ_VALID_HOST = 1, LZ_VALID_DEV = 2 };
 typedef struct lz_buffer {
-    void *data;
+    void *data;          /* host copy; NULL until one is needed (a buffer made on the GPU) */
+    void *dev;           /* device copy; NULL until one is needed */
     size_t nbytes;       /* usable bytes */
-    size_t bucket;       /* allocator bucket size, 0 when adopted */
+    size_t bucket;       /* host block's bucket size, 0 when adopted or none */
+    int valid;           /* LZ_VALID_HOST | LZ_VALID_DEV */
     atomic_int refs;
     void (*free_fn)(void *data, void *ctx);   /* adopted buffers only */
     void *free_ctx;
 } lz_buffer;
 
-lz_buffer *lz_buffer_alloc(size_t nbytes);           /* NULL + error when over the limit */
+lz_buffer *lz_buffer_alloc(size_t nbytes);           /* host; NULL + error when over the limit */
+lz_buffer *lz_buffer_alloc_on(lz_device d, size_t nbytes);   /* valid (uninitialised) on d */
 lz_buffer *lz_buffer_adopt(void *data, size_t nbytes, void (*free_fn)(void *, void *), void *ctx);
 void       lz_buffer_retain(lz_buffer *b);
 void       lz_buffer_release(lz_buffer *b);
+/* Makes b's copy on d valid (allocating it, copying from the other: synchronising when that
+ * is a read back to the host). 0, or -1 with the error set. */
+int        lz_buffer_sync(lz_buffer *b, lz_device d);
+/* b was just written on d: the other copy is stale. */
+static inline void lz_buffer_wrote(lz_buffer *b, lz_device d) {
+    b->valid = d == LZ_GPU ? LZ_VALID_DEV : LZ_VALID_HOST;
+}
+/* Host address of an evaluated array's element 0, its buffer made valid on the host first;
+ * NULL + error on failure. Every host read outside the CPU kernels goes through it. */
+const void *lz_host_ptr(lz_array *a);
+/* Blocks of a pool (alloc.c): size in *size; NULL + error past the limit. */
+void *lz_block_alloc(lz_device d, size_t n, size_t *size);
+void  lz_block_free(lz_device d, void *data, size_t n);
+/* The GPU backend's device memory: alloc/free functions and the cap below free memory. */
+void  lz_memory_install_device(void *(*alloc_fn)(size_t), void (*free_fn)(void *), size_t limit);
 
 /* ---- parameters of a node: each constructor documents which slots it uses ---- */
 typedef struct {
@@ -49,6 +71,7 @@ struct lz_array {
     lz_array **inputs;              /* owned references */
     lz_params params;
     int64_t depth;                  /* longest pending path below this node */
+    lz_device device;               /* where the node runs (the default when it was built) */
 
     /* scratch owned by lz_eval while it runs */
     int64_t mark;
@@ -108,6 +131,7 @@ typedef struct {
     int kind;
     int flags;
     lz_kernel_fn cpu;      /* filled by lib/backend/cpu (KERNEL kinds) */
+    lz_kernel_fn gpu;      /* filled by lib/backend/cuda when a GPU is found (KERNEL kinds) */
     lz_vjp_fn vjp;         /* filled by lib/autograd */
 } lz_prim_info;
 
@@ -156,10 +180,33 @@ extern const lz_backend lz_cpu_backend;
 /* Called once before the first eval: fills lz_prims[].cpu. */
 void lz_cpu_register(void);
 
+/* A GPU backend: besides running groups and kernels (lz_prims[].gpu), it moves buffers
+ * between the copies (to_device may be asynchronous on the compute stream; to_host
+ * synchronises) and allocates from the device pool it installed. */
+typedef struct {
+    const char *name;      /* the device, for messages */
+    int (*run_fused)(const lz_fused *g);
+    int (*to_device)(lz_buffer *b);   /* b->dev allocated; copy host -> device */
+    int (*to_host)(lz_buffer *b);     /* b->data allocated; copy device -> host */
+    void (*synchronize)(void);
+} lz_gpu_backend;
+/* Starts the GPU backend (lib/backend/cuda, or its stand-in in a build without CUDA): fills
+ * lz_prims[].gpu and returns the backend, or NULL with the reason in lz_error(). Called once,
+ * by device.c, the first time a GPU is asked for. */
+const lz_gpu_backend *lz_cuda_start(void);
+/* The running GPU backend, or NULL (device.c). */
+const lz_gpu_backend *lz_gpu(void);
+/* The device a node built now runs on (device.c). */
+lz_device lz_node_device(void);
+
 /* ---- counters (atomic adds; lib/core/stats.c) ---- */
 void lz_stats_add(uint64_t kernels, uint64_t bytes_moved, uint64_t flops);
 void lz_stats_add_fused(uint64_t ops);
 void lz_stats_add_alloc(uint64_t bytes);
 void lz_stats_add_nodes(uint64_t n);
+void lz_stats_add_gpu(uint64_t kernels);
+void lz_stats_add_copy(lz_device to, uint64_t bytes);
+void lz_stats_add_fallback(void);
+void lz_stats_add_compile(void);
 
 #endif

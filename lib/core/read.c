@@ -36,7 +36,7 @@ static int ready(lz_array *a, const char *fn) {
     if (!a) return -1;
     if (lz_eval1(a)) return -1;
     if (!a->buf) { lz_fail("%s: array has no data", fn); return -1; }
-    return 0;
+    return lz_buffer_sync(a->buf, LZ_CPU);
 }
 
 int lz_to_float(lz_array *a, float *out, int64_t n) {
@@ -86,7 +86,7 @@ const void *lz_data(lz_array *a) {
         memcpy(a->strides, c->strides, sizeof a->strides);
         lz_release(c);
     }
-    return lz_elem_ptr(a);
+    return lz_host_ptr(a);
 }
 
 lz_array *lz_scalar(double v, lz_dtype t) {

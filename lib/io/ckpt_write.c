@@ -261,7 +261,7 @@ int lz_ckpt_put(lz_ckpt_writer *w, const char *section, const char *name, lz_arr
     if (H5Lexists(g, name, H5P_DEFAULT) > 0)
         return FAIL(w, "%s: %s/%s written twice", w->path, section, name);
     lz_pool_push();
-    int r = lz_eval1(a) == 0 ? write_dataset(w, g, section, name, a) : -1;
+    int r = lz_eval1(a) == 0 && lz_host_ptr(a) ? write_dataset(w, g, section, name, a) : -1;
     lz_pool_pop();
     if (r && !strstr(lz_error(), w->path)) {
         snprintf(why, sizeof why, "%s", lz_error());

@@ -19,6 +19,9 @@ const lz_config_key lz_config_schema[] = {
         "Config file to inherit from, relative to this file; this file's keys override its "
         "keys. Resolved at load time, so it is not part of the effective config."},
     {"name", LZ_CFG_STR, NULL, .doc = "Experiment name; outputs go to `<train.out_dir>/<name>/`."},
+    {"device", LZ_CFG_ENUM, "auto", .choices = "auto|cpu|cuda", .doc =
+        "Where the ops run: `cuda` the GPU (an error when there is none), `cpu`, or `auto` the "
+        "GPU when one is present. Arrays follow: data is copied once to the device that reads it."},
     {"seed", LZ_CFG_INT, "0", .range = "[0, inf)", .doc =
         "Seed of every random choice: initialisation, shuffling, dropout, augmentation."},
 
