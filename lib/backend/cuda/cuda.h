@@ -8,8 +8,11 @@
  *     out has a fresh contiguous device buffer; read inputs through cu_ptr (their layout:
  *     strides and offset, as on the CPU), or cu_contiguous when a kernel wants row-major;
  *   - launch on cu_stream only and never synchronise (the host waits only where it reads);
- *   - end with cu_done(name, out, nkernels, bytes, flops): it checks the launch, counts the
- *     kernels in lz_stats and names the op and shapes in the error. */
+ *   - end with cu_done(name, out, nlaunches, bytes, flops): it checks the launches, counts
+ *     the node as one kernel in lz_stats (as the CPU does) and names the op and shapes in
+ *     the error;
+ *   - launchers of each family are declared in its own header (<family>.h); kernels.h
+ *     holds the shared ones (strided copy). */
 #ifndef LZ_CUDA_H
 #define LZ_CUDA_H
 
@@ -33,8 +36,8 @@ const void *cu_contiguous(lz_array *a, lz_buffer **tmp);
 /* Scratch device memory from the pool (release after the launches that use it). */
 lz_buffer *cu_scratch(size_t nbytes);
 
-/* Checks the last launch: 0, or -1 with "op: CUDA error ... (out f32[2,3])". Counts n
- * kernels, bytes moved and flops. */
+/* Checks the last launches: 0, or -1 with "op -> f32[2,3]: CUDA error ...". Counts one
+ * kernel (the node), bytes moved and flops. */
 int cu_done(const char *op, const lz_array *out, int n, uint64_t bytes, uint64_t flops);
 /* An error from a CUDA call: -1 with the message (op, shapes, the CUDA error string). */
 int cu_fail(const char *op, const lz_array *out, cudaError_t e);

@@ -22,11 +22,15 @@ int cu_fail(const char *op, const lz_array *out, cudaError_t e) {
     return -1;
 }
 
+/* A node counts as one kernel in lz_stats whatever it launched (none for an empty array,
+ * several for a two-pass backward), as on the CPU: the counters describe the graph's
+ * execution (groups and kernel nodes), the same on both devices. */
 int cu_done(const char *op, const lz_array *out, int n, uint64_t bytes, uint64_t flops) {
+    (void)n;
     cudaError_t e = cudaGetLastError();
     if (e != cudaSuccess) return cu_fail(op, out, e);
-    lz_stats_add((uint64_t)n, bytes, flops);
-    lz_stats_add_gpu((uint64_t)n);
+    lz_stats_add(1, bytes, flops);
+    lz_stats_add_gpu(1);
     return 0;
 }
 
@@ -39,7 +43,9 @@ const void *cu_contiguous(lz_array *a, lz_buffer **tmp) {
     int es = (int)lz_dtype_size(a->dtype);
     if (!(*tmp = cu_scratch((size_t)n * (size_t)es))) return NULL;
     cuk_strided_copy((*tmp)->dev, cu_ptr(a), es, a->ndim, a->shape, a->strides, n, cu_stream);
-    if (cu_done("contiguous", a, 1, 2 * (uint64_t)n * (uint64_t)es, 0)) {
+    cudaError_t e = cudaGetLastError();   /* part of the kernel node that asked: not counted */
+    if (e != cudaSuccess) {
+        cu_fail("contiguous copy", a, e);
         lz_buffer_release(*tmp);
         *tmp = NULL;
         return NULL;
