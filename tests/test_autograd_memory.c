@@ -1,5 +1,5 @@
 /* Memory of differentiated training steps, measured with the allocator's peak
- * (lz_memory_reset_peak before a step's lz_eval, lz_memory().peak after):
+ * (lz_memory_reset_peak before a step's lz_eval, t_mem().peak after):
  *   - a 100-layer MLP: forward activations the backward does not need are freed during the
  *     eval, and the backward is ordered so that each layer's stored activation dies as its
  *     gradients are made; the peak is checked against a bound derived from what the backward
@@ -33,8 +33,8 @@ static cost sgd_step(lz_fn fn, void *ctx, int n, lz_array **in, const bool *wrt,
         if (wrt[i]) t[k++] = lz_retain(lz_sub(in[i], lz_mul_scalar(g[i], 0.01)));
     lz_pool_pop();
     cost c;
-    c.resident = lz_memory().active;
-    lz_memory_reset_peak();
+    c.resident = t_mem().active;
+    t_mem_reset_peak();
     lz_stats_reset();
     for (int i = 0; reverse && i < k / 2; i++) {
         lz_array *tmp = t[i];
@@ -47,8 +47,8 @@ static cost sgd_step(lz_fn fn, void *ctx, int n, lz_array **in, const bool *wrt,
         t[i] = t[k - 1 - i];
         t[k - 1 - i] = tmp;
     }
-    c.peak = lz_memory().peak;
-    c.after = lz_memory().active;
+    c.peak = t_mem().peak;
+    c.after = t_mem().active;
     c.flops = lz_stats().flops;
     *value = lz_item(t[0]);
     lz_release(t[0]);

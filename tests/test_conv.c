@@ -419,10 +419,10 @@ static void test_errors(void **state) {
     assert_int_equal(LZ_EVAL(xb, wb), 0);
     lz_array *yb = lz_conv2d(xb, wb, one, one, one, 1);
     lz_memory_clear_cache();
-    lz_memory_set_limit(lz_memory().active + 100000);   /* the output fits, the patches not */
+    t_mem_set_limit(t_mem().active + 100000);   /* the output fits, the patches not */
     assert_int_equal(lz_eval1(yb), -1);
     assert_non_null(strstr(lz_error(), "out of memory"));
-    lz_memory_set_limit(0);
+    t_mem_set_limit(0);
     assert_int_equal(lz_eval1(yb), 0);
     assert_true(lz_item(yb) == 4 * 4);                   /* corner: 2x2 of 4 channels */
     lz_pool_pop();

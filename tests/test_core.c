@@ -52,7 +52,7 @@ static void test_fusion_chain_one_kernel(void **state) {
     lz_retain(y);
     lz_pool_pop();
     lz_stats_reset();
-    lz_memory_reset_peak();
+    t_mem_reset_peak();
     assert_int_equal(lz_eval1(y), 0);
     lz_stats_t s = lz_stats();
     assert_int_equal(s.kernels, 1);
@@ -106,10 +106,10 @@ static void test_long_chain_bounded_memory(void **state) {
         lz_release(y);
         y = z;
     }
-    lz_memory_reset_peak();
-    size_t before = lz_memory().active;
+    t_mem_reset_peak();
+    size_t before = t_mem().active;
     assert_int_equal(lz_eval1(y), 0);
-    size_t peak = lz_memory().peak - before;
+    size_t peak = t_mem().peak - before;
     assert_true(peak <= 4 * (size_t)n * 4 + 4096);
     assert_true(lz_item(y) == 1001.0);
     lz_release(y);
@@ -207,12 +207,12 @@ static void test_memory_limit_is_an_error(void **state) {
     (void)state;
     int64_t n = 1 << 20;
     lz_array *x = lz_ones(1, &n, LZ_F32);
-    lz_memory_set_limit(lz_memory().active + 1024);
+    t_mem_set_limit(t_mem().active + 1024);
     lz_error_clear();
     assert_int_equal(lz_eval1(x), -1);
     assert_non_null(strstr(lz_error(), "out of memory"));
     assert_false(lz_is_evaluated(x));
-    lz_memory_set_limit(0);
+    t_mem_set_limit(0);
     assert_int_equal(lz_eval1(x), 0);
     assert_true(lz_item(x) == 1.0);
     lz_release(x);

@@ -250,12 +250,12 @@ static void test_stored_values_failed_allocation(void **state) {
     lz_array *z = lz_retain(lz_mul(y, x));
     lz_pool_pop();
     lz_memory_clear_cache();
-    lz_memory_set_limit(lz_memory().active + ((size_t)6 << 20));   /* room for one of the two */
+    t_mem_set_limit(t_mem().active + ((size_t)6 << 20));   /* room for one of the two */
     assert_int_equal(lz_eval1(z), -1);
     assert_non_null(strstr(lz_error(), "limit"));
     assert_false(lz_is_evaluated(y));
     assert_false(lz_is_evaluated(z));
-    lz_memory_set_limit(0);
+    t_mem_set_limit(0);
     assert_int_equal(lz_eval1(z), 0);
     float got[2];
     lz_pool_push();

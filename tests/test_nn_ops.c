@@ -548,12 +548,12 @@ static void test_attention_memory_and_flops(void **state) {
     tarr v = t_rand(3, shape, LZ_F32, -1, 1, &seed, T_CONTIG);
     uint64_t full = 0;
     for (int causal = 0; causal < 2; causal++) {
-        size_t before = lz_memory().active;
-        lz_memory_reset_peak();
+        size_t before = t_mem().active;
+        t_mem_reset_peak();
         lz_stats_reset();
         lz_array *y = lz_attention(q.a, k.a, v.a, 0, causal);
         assert_int_equal(lz_eval1(y), 0);
-        size_t out = (size_t)(2 * t * d * 4), extra = lz_memory().peak - before - out;
+        size_t out = (size_t)(2 * t * d * 4), extra = t_mem().peak - before - out;
         lz_stats_t s = lz_stats();
         assert_int_equal(s.kernels, 1);
         /* scratch only: a few blocks per thread, far below one T x T score matrix */

@@ -570,11 +570,11 @@ static void test_memory_steady(void **state) {
         w = out;
         lz_stats_reset();
         assert_int_equal(lz_optim_eval(o, 1, &w), 0);
-        if (s == 1) after1 = lz_memory().active;
+        if (s == 1) after1 = t_mem().active;
         /* from step 2 on, no full-size buffer is allocated: m, v and w are donated */
         if (s > 1) assert_true(lz_stats().bytes_alloc < (uint64_t)n * 4);
     }
-    assert_int_equal(lz_memory().active, after1);
+    assert_int_equal(t_mem().active, after1);
     assert_int_equal(lz_optim_state_count(o), 3);
     lz_release(w);
     lz_release(g);

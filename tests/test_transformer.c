@@ -221,14 +221,14 @@ static void grads_of(const char *extra, lz_array *x, lz_array *y, double **g, in
     lz_array *gr[64], *loss = NULL;
     assert_true(l.n <= 64);
     mctx c = {x, y, lz_key_new(5)};
-    lz_memory_reset_peak();
-    size_t base = lz_memory().active;
+    t_mem_reset_peak();
+    size_t base = t_mem().active;
     lz_pool_push();
     assert_int_equal(lz_module_value_and_grad(m, &l, mloss, &c, &loss, 1, gr), 1);
     for (int i = 0; i < l.n; i++) lz_retain(gr[i]);
     lz_pool_pop();
     assert_int_equal(lz_eval(l.n, gr), 0);
-    *peak = lz_memory().peak - base;
+    *peak = t_mem().peak - base;
     *n = l.n;
     for (int i = 0; i < l.n; i++) {
         sizes[i] = lz_size(gr[i]);

@@ -15,6 +15,28 @@
 #include <cmocka.h>
 #include "leibniz.h"
 
+/* The memory pool the ops of a test allocate from: the device's when the default device is
+ * the GPU (make test-cuda), else the host's. Tests of an op's memory behaviour (peaks, limits,
+ * the cache) read and set this one; tests of host arrays (checkpoints read, data) keep
+ * lz_memory(). A limit of 0 restores the device pool's initial cap (below the card's free
+ * memory), as 0 means "none" on the host. */
+static inline int t_on_gpu(void) { return lz_default_device() == LZ_GPU; }
+static inline lz_memory_info t_mem(void) { return t_on_gpu() ? lz_memory_device() : lz_memory(); }
+static inline void t_mem_reset_peak(void) {
+    if (t_on_gpu()) lz_memory_device_reset_peak();
+    else lz_memory_reset_peak();
+}
+static inline void t_mem_set_limit(size_t bytes) {
+    static size_t device_cap;
+    if (!t_on_gpu()) { lz_memory_set_limit(bytes); return; }
+    if (!device_cap) device_cap = lz_memory_device().limit;
+    lz_memory_device_set_limit(bytes ? bytes : device_cap);
+}
+static inline void t_mem_set_cache_limit(size_t bytes) {
+    if (t_on_gpu()) lz_memory_device_set_cache_limit(bytes);
+    else lz_memory_set_cache_limit(bytes);
+}
+
 /* xorshift64*: deterministic test data */
 static inline double t_uniform(uint64_t *s, double lo, double hi) {
     *s ^= *s >> 12; *s ^= *s << 25; *s ^= *s >> 27;

@@ -259,10 +259,12 @@ void lz_memory_clear_cache(void) {
     pthread_mutex_unlock(&lock);
 }
 
-void lz_memory_set_cache_limit(size_t bytes) {
+static void set_cache_limit(pool *p, size_t bytes) {
     pthread_mutex_lock(&lock);
-    pools[LZ_CPU].cache_limit = bytes;
-    pools[LZ_CPU].cache_limit_set = 1;
-    if (pools[LZ_CPU].cached > bytes) clear_pool(&pools[LZ_CPU]);
+    p->cache_limit = bytes;
+    p->cache_limit_set = 1;
+    if (p->cached > bytes && p->sys_free) clear_pool(p);
     pthread_mutex_unlock(&lock);
 }
+void lz_memory_set_cache_limit(size_t bytes) { set_cache_limit(&pools[LZ_CPU], bytes); }
+void lz_memory_device_set_cache_limit(size_t bytes) { set_cache_limit(&pools[LZ_GPU], bytes); }

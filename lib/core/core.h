@@ -138,6 +138,7 @@ void        lz_synchronize(void);
 lz_memory_info lz_memory_device(void);
 void lz_memory_device_set_limit(size_t bytes);
 void lz_memory_device_reset_peak(void);
+void lz_memory_device_set_cache_limit(size_t bytes);   /* default: no bound below the limit */
 
 /* ---- counters ---- */
 typedef struct {
