@@ -1,6 +1,7 @@
 /* Devices: the default device ops run on, the GPU backend's start, and moving a buffer's
  * value between its host and device copies ("unified memory" as the user sees it). */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,7 +36,7 @@ const char *lz_gpu_status(void) {
 const char *lz_device_name(lz_device d) { return d == LZ_GPU ? "cuda" : "cpu"; }
 
 /* The process default: $LZ_DEVICE the first time it is asked for, unless set before. */
-static lz_device process_device = LZ_DEVICE_UNSET;
+static _Atomic lz_device process_device = LZ_DEVICE_UNSET;
 static _Thread_local lz_device thread_device = LZ_DEVICE_UNSET;
 static pthread_mutex_t device_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -63,7 +64,7 @@ static lz_device from_env(void) {
 int lz_set_default_device(lz_device d) {
     if (check(d, "lz_set_default_device")) return -1;
     pthread_mutex_lock(&device_lock);
-    process_device = d;
+    atomic_store(&process_device, d);
     pthread_mutex_unlock(&device_lock);
     return 0;
 }
@@ -76,9 +77,11 @@ int lz_set_thread_device(lz_device d) {
 
 lz_device lz_default_device(void) {
     if (thread_device != LZ_DEVICE_UNSET) return thread_device;
+    lz_device d = atomic_load_explicit(&process_device, memory_order_acquire);
+    if (d != LZ_DEVICE_UNSET) return d;   /* every node asks: no lock once it is known */
     pthread_mutex_lock(&device_lock);
-    if (process_device == LZ_DEVICE_UNSET) process_device = from_env();
-    lz_device d = process_device;
+    if (process_device == LZ_DEVICE_UNSET) atomic_store(&process_device, from_env());
+    d = process_device;
     pthread_mutex_unlock(&device_lock);
     return d;
 }

@@ -22,6 +22,7 @@
  *                node from its inputs. Detaching drops references, so an intermediate's buffer
  *                goes back to the allocator the moment its last consumer has run. */
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -306,6 +307,18 @@ static lz_device placement(const lz_array *a) {
     return LZ_GPU;
 }
 
+/* The output buffer of node a on d; a failure names the op and its shape after the
+ * allocator's reason ("out of memory (device): ..., for exp -> float32[1024]"). */
+static lz_buffer *alloc_for(lz_array *a, lz_device d) {
+    lz_buffer *b = lz_buffer_alloc_on(d, nbytes_of(a));
+    if (!b) {
+        char why[400], s[160];
+        snprintf(why, sizeof why, "%s", lz_error());
+        lz_fail("%s, for %s -> %s", why, lz_prims[a->prim].name, lz_shape_str(a, s, sizeof s));
+    }
+    return b;
+}
+
 static int sync_all(int n, lz_array *const *xs, lz_device d) {
     for (int i = 0; i < n; i++)
         if (xs[i]->buf && lz_buffer_sync(xs[i]->buf, d)) return -1;
@@ -327,10 +340,10 @@ static int run(lz_array *a) {
         if (sync_all(g.nleaves, g.leaves, d)) return -1;
         bool taken[LZ_FUSE_MAX] = {false};
         a->buf = p->kind == LZ_KIND_EW ? donor(&g, a, taken) : NULL;
-        int rc = !a->buf && !(a->buf = lz_buffer_alloc_on(d, nbytes_of(a))) ? -1 : 0;
+        int rc = !a->buf && !(a->buf = alloc_for(a, d)) ? -1 : 0;
         for (int o = 0; o < g.nouts && !rc; o++) {
             lz_array *x = g.outs[o].node;
-            if (!(x->buf = donor(&g, x, taken)) && !(x->buf = lz_buffer_alloc_on(d, nbytes_of(x))))
+            if (!(x->buf = donor(&g, x, taken)) && !(x->buf = alloc_for(x, d)))
                 rc = -1;
         }
         lz_stats_add_nodes((uint64_t)g.ninstr + (g.reduce != NULL));
@@ -354,7 +367,7 @@ static int run(lz_array *a) {
         return -1;
     }
     if (sync_all(a->ninputs, a->inputs, d)) return -1;
-    if (!(a->buf = lz_buffer_alloc_on(d, nbytes_of(a)))) return -1;
+    if (!(a->buf = alloc_for(a, d))) return -1;
     lz_stats_add_nodes(1);
     int rc = k(a, a->inputs, &a->params);
     if (!rc) lz_buffer_wrote(a->buf, d);

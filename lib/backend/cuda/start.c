@@ -92,6 +92,9 @@ const lz_gpu_backend *lz_cuda_start(void) {
     cudaError_t e = cudaGetDeviceCount(&n);
     if (e != cudaSuccess || n == 0) {
         cudaGetLastError();
+        if (e == cudaErrorInsufficientDriver)   /* also what the runtime says without any driver */
+            return lz_fail("no usable NVIDIA driver (libcuda.so.1 is missing, or older than CUDA %d.%d needs)",
+                           CUDART_VERSION / 1000, CUDART_VERSION % 1000 / 10);
         return lz_fail("no CUDA device (%s)", e != cudaSuccess ? cudaGetErrorString(e) : "none found");
     }
     if ((e = cudaSetDevice(0)) != cudaSuccess || (e = cudaGetDeviceProperties(&cu_props, 0)) != cudaSuccess ||
