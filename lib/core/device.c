@@ -23,6 +23,12 @@ static void start(void) {
 
 const lz_gpu_backend *lz_gpu(void) { return gpu; }
 
+void lz_gpu_install(const lz_gpu_backend *b) {
+    pthread_once(&started, start);
+    gpu = b;
+    snprintf(gpu_why, sizeof gpu_why, "%s", b ? b->name : "none installed");
+}
+
 int lz_gpu_available(void) {
     pthread_once(&started, start);
     return gpu != NULL;

@@ -196,6 +196,8 @@ typedef struct {
 const lz_gpu_backend *lz_cuda_start(void);
 /* The running GPU backend, or NULL (device.c). */
 const lz_gpu_backend *lz_gpu(void);
+/* Runs b as the GPU backend instead (tests: an emulated GPU on a machine without one). */
+void lz_gpu_install(const lz_gpu_backend *b);
 /* The device a node built now runs on (device.c). */
 lz_device lz_node_device(void);
 
