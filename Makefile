@@ -36,7 +36,7 @@ CUDA_HOME ?= /usr/local/cuda
 NVCC      := $(firstword $(wildcard $(CUDA_HOME)/bin/nvcc) $(shell command -v nvcc 2>/dev/null))
 CUDA      ?= $(if $(NVCC),1,0)
 CUDA_ARCH ?= -gencode=arch=compute_90,code=sm_90 -gencode=arch=compute_90,code=compute_90
-CUDA_SRC  := $(filter-out lib/backend/cuda/none.c,$(shell find lib/backend/cuda -name '*.c' 2>/dev/null | sort))
+CUDA_SRC  := $(filter-out lib/backend/cuda/none.c lib/backend/cuda/codegen.c,$(shell find lib/backend/cuda -name '*.c' 2>/dev/null | sort))
 ifeq ($(CUDA),1)
   CUDA_LIBDIR := $(firstword $(wildcard $(CUDA_HOME)/lib64 $(CUDA_HOME)/lib))
   CU_SRC  := $(shell find lib/backend/cuda -name '*.cu' | sort)
