@@ -10,51 +10,9 @@
 #include <cblas.h>
 #include <string.h>
 #include "cpu.h"
+#include "../gemm.h"
 
 #define SMALL_GEMM (4 * 65536)   /* m*n*k at or below which OpenBLAS stays single-threaded */
-
-/* How GEMM reads the last two dims (rows r, cols c) of x: transposed or not, and the leading
- * dimension. The constructor guaranteed that one of the two works. */
-typedef struct { bool trans; int ld; } mat_layout;
-
-static mat_layout layout_of(const lz_array *x) {
-    int nd = x->ndim;
-    int64_t r = x->shape[nd - 2], c = x->shape[nd - 1];
-    int64_t sr = x->strides[nd - 2], sc = x->strides[nd - 1];
-    int64_t rmin = r > 1 ? r : 1, cmin = c > 1 ? c : 1;
-    if ((c <= 1 || sc == 1) && (r <= 1 || sr >= cmin))
-        return (mat_layout){false, (int)(r <= 1 ? cmin : sr)};
-    assert((r <= 1 || sr == 1) && (c <= 1 || sc >= rmin));
-    return (mat_layout){true, (int)(c <= 1 ? rmin : sc)};
-}
-
-/* Element offsets of batch b (flat index over the batch dims) in x. */
-static int64_t batch_offset(const lz_array *x, int nb, int64_t b) {
-    int64_t off = 0;
-    for (int d = nb - 1; d >= 0; d--) {
-        int64_t n = x->shape[d];
-        off += (b % n) * x->strides[d];
-        b /= n;
-    }
-    return off;
-}
-
-/* [B..., m, k] @ [k, n]-broadcast with A's batch dims and rows forming one strided run of
- * rows: the whole product is one GEMM of M = B*m rows. Returns the row stride or 0. */
-static int64_t folded_lda(const lz_array *a, const lz_array *b, int nb, int64_t k) {
-    for (int d = 0; d < nb; d++)
-        if (b->shape[d] != 1 && b->strides[d] != 0) return 0;
-    if (k > 1 && a->strides[nb + 1] != 1) return 0;
-    int64_t row = 0, expect = 0;
-    for (int d = nb; d >= 0; d--) {         /* rows dim first, then batch dims outwards */
-        if (a->shape[d] == 1) continue;
-        if (!row) row = expect = a->strides[d];
-        else if (a->strides[d] != expect) return 0;
-        expect *= a->shape[d];
-    }
-    if (!row) row = k > 1 ? k : 1;          /* a single row */
-    return row >= (k > 1 ? k : 1) ? row : 0;
-}
 
 static void gemm_f32(lz_array *out, lz_array *a, lz_array *b, int nb, int64_t nbatch,
                      int64_t m, int64_t n, int64_t k) {
@@ -68,7 +26,7 @@ static void gemm_f32(lz_array *out, lz_array *a, lz_array *b, int nb, int64_t nb
         m *= nbatch;
         nbatch = 1;
         la.trans = false;
-        la.ld = (int)lda;
+        la.ld = lda;
         ta = CblasNoTrans;
     }
     /* A thin product (one dim <= 128, as every GEMM of a width-128 transformer) big enough

@@ -8,28 +8,7 @@
 #include <string.h>
 #include "cuda.h"
 #include "linalg.h"
-
-typedef struct { bool trans; int64_t ld; } mat_layout;
-
-/* How GEMM reads the last two dims of x (the constructor guaranteed one of the two). */
-static mat_layout layout_of(const lz_array *x) {
-    int nd = x->ndim;
-    int64_t r = x->shape[nd - 2], c = x->shape[nd - 1];
-    int64_t sr = x->strides[nd - 2], sc = x->strides[nd - 1];
-    int64_t rmin = r > 1 ? r : 1, cmin = c > 1 ? c : 1;
-    if ((c <= 1 || sc == 1) && (r <= 1 || sr >= cmin)) return (mat_layout){false, r <= 1 ? cmin : sr};
-    return (mat_layout){true, c <= 1 ? rmin : sc};
-}
-
-static int64_t batch_offset(const lz_array *x, int nb, int64_t b) {
-    int64_t off = 0;
-    for (int d = nb - 1; d >= 0; d--) {
-        int64_t n = x->shape[d];
-        off += (b % n) * x->strides[d];
-        b /= n;
-    }
-    return off;
-}
+#include "../gemm.h"
 
 /* The stride between consecutive batches if offsets are b * stride for all b, else -1. */
 static int64_t batch_stride(const lz_array *x, int nb, int64_t nbatch) {
@@ -41,23 +20,6 @@ static int64_t batch_stride(const lz_array *x, int nb, int64_t nbatch) {
         if (x->shape[d] > 1 && x->strides[d] != expect) return -1;
     }
     return s;
-}
-
-/* [B..., m, k] @ broadcast [k, n] with A's rows one strided run: one GEMM of B*m rows.
- * Returns A's row stride, or 0. */
-static int64_t folded_lda(const lz_array *a, const lz_array *b, int nb, int64_t k) {
-    for (int d = 0; d < nb; d++)
-        if (b->shape[d] != 1 && b->strides[d] != 0) return 0;
-    if (k > 1 && a->strides[nb + 1] != 1) return 0;
-    int64_t row = 0, expect = 0;
-    for (int d = nb; d >= 0; d--) {
-        if (a->shape[d] == 1) continue;
-        if (!row) row = expect = a->strides[d];
-        else if (a->strides[d] != expect) return 0;
-        expect *= a->shape[d];
-    }
-    if (!row) row = k > 1 ? k : 1;
-    return row >= (k > 1 ? k : 1) ? row : 0;
 }
 
 static int blas_fail(const lz_array *out, cublasStatus_t st) {
