@@ -30,6 +30,16 @@ ifeq ($(VARIANT),asan)
   LDLIBS += -fsanitize=address,undefined
 endif
 
+# MPI (data parallelism, lib/dist): found through pkg-config (Open MPI's ompi-c, or mpi-c);
+# MPI=0 turns it off. Without it lib/dist answers "built without MPI". Its headers are
+# system headers (-isystem): their warnings are not ours.
+MPI_PC := $(firstword $(foreach p,ompi-c mpi-c,$(shell pkg-config --exists $(p) 2>/dev/null && echo $(p))))
+MPI    ?= $(if $(MPI_PC),1,0)
+ifeq ($(MPI),1)
+  CFLAGS += -DLZ_MPI $(patsubst -I%,-isystem %,$(shell pkg-config --cflags $(MPI_PC)))
+  LDLIBS += $(shell pkg-config --libs $(MPI_PC))
+endif
+
 # CUDA backend: built when nvcc is found (CUDA=0 turns it off, CUDA_HOME points elsewhere).
 # Without it lib/backend/cuda/none.c stands in and the GPU is "built without CUDA".
 CUDA_HOME ?= /usr/local/cuda
@@ -49,6 +59,12 @@ ifeq ($(CUDA),1)
   NVFLAGS ?= -O3 -std=c++17 $(CUDA_ARCH) -Werror all-warnings -Xcompiler -Wall,-Wextra,-Werror \
              -Ilib --expt-relaxed-constexpr
   LIB_SKIP := lib/backend/cuda/none.c
+  # NCCL (lib/dist on GPUs): with MPI, where CUDA has nccl.h and libnccl (NCCL=0: off)
+  NCCL ?= $(if $(and $(filter 1,$(MPI)),$(wildcard $(CUDA_HOME)/include/nccl.h),$(wildcard $(CUDA_LIBDIR)/libnccl.so*)),1,0)
+  ifeq ($(NCCL),1)
+    CFLAGS += -DLZ_NCCL
+    LDLIBS += -lnccl
+  endif
 else
   LIB_SKIP := $(CUDA_SRC)
 endif

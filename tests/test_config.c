@@ -323,7 +323,7 @@ static void test_bad_files(void **state) {
     LOAD_ERROR(DIR "bad_duplicate.yaml", DIR "bad_duplicate.yaml:7:3: duplicate key 'lr' (first at "
                "line 5, column 3)");
     LOAD_ERROR(DIR "bad_unknown_key.yaml", DIR "bad_unknown_key.yaml:8:3: unknown key 'optimiser' in "
-               "'train' (did you mean 'optimizer'?)");
+               "'train' (did you mean the top-level key 'optimizer'?)");
     LOAD_ERROR(DIR "bad_int.yaml", DIR "bad_int.yaml:7:11: expected an integer for 'train.epochs', got '3.5'");
     LOAD_ERROR(DIR "bad_missing.yaml", DIR "bad_missing.yaml:2:1: missing required key 'data.path'");
     LOAD_ERROR(DIR "no_such_file.yaml", "cannot read config '" DIR "no_such_file.yaml': No such file or directory");
@@ -341,6 +341,24 @@ static void test_bad_files(void **state) {
 #define HEAD "name: x\ndata:\n  path: d.h5\n"
 #define MLP HEAD "model:\n  type: mlp\n"
 #define SEQ HEAD "model:\n  type: sequential\n  layers:\n"
+
+/* A config over the size limit: the message says the limit and the file's size. */
+static void test_size_limit(void **state) {
+    (void)state;
+    char path[] = "/tmp/lz_config_big_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    FILE *f = fdopen(fd, "w");
+    fputs("name: big\n", f);
+    for (int i = 0; i < (1 << 20) / 64 + 1; i++) fprintf(f, "# %061d\n", i);
+    fclose(f);
+    lz_error_clear();
+    assert_null(lz_config_load(path, 0, NULL));
+    if (!strstr(lz_error(), "over the limit of 1048576 bytes (1 MiB) for a config file") ||
+        !strstr(lz_error(), path) || !strstr(lz_error(), "it is 1048650 bytes"))
+        fail_msg("error \"%s\"", lz_error());
+    unlink(path);
+}
 
 static void test_type_errors(void **state) {
     (void)state;
@@ -383,6 +401,9 @@ static void test_type_errors(void **state) {
                  "x.yaml:6:1: unknown top-level key 'learning_rate' (did you mean 'optimizer.lr'?)");
     STRING_ERROR(MLP "train:\n  lr: 0.1\n", "x.yaml:7:3: unknown key 'lr' in 'train' (did you mean 'optimizer.lr'?)");
     STRING_ERROR(MLP "train:\n  epoch: 1\n", "x.yaml:7:3: unknown key 'epoch' in 'train' (did you mean 'epochs'?)");
+    /* a top-level key inside a section is not suggested as if it were one of its keys */
+    STRING_ERROR(MLP "train:\n  model: 1\n",
+                 "x.yaml:7:3: unknown key 'model' in 'train' ('model' is a top-level key, not a key of 'train')");
     STRING_ERROR(HEAD "  augment:\n    zoom: 2\nmodel:\n  type: mlp\n",
                  "x.yaml:5:5: unknown key 'zoom' in 'data.augment' (keys here: random_crop_padding, hflip)");
     STRING_ERROR(MLP "optimizer:\n  name: sgd\n  betas: [0.9, 0.99]\n",
@@ -768,6 +789,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_defaults_applied),
         cmocka_unit_test(test_every_key_parsed),
         cmocka_unit_test(test_bad_files),
+        cmocka_unit_test(test_size_limit),
         cmocka_unit_test(test_type_errors),
         cmocka_unit_test(test_layer_errors),
         cmocka_unit_test(test_rules_and_yaml_features),

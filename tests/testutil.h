@@ -37,6 +37,17 @@ static inline void t_mem_set_cache_limit(size_t bytes) {
     else lz_memory_set_cache_limit(bytes);
 }
 
+/* LZ_TEST_EMULATED_GPU=1: the test runs with an emulated GPU as its default device
+ * (tests/emu_gpu.h; make test-emulated). */
+#include "emu_gpu.h"
+__attribute__((constructor)) static void t_emulated_gpu(void) {
+    const char *e = getenv("LZ_TEST_EMULATED_GPU");
+    if (e && !strcmp(e, "1") && !emu_gpu_install()) {
+        lz_set_default_device(LZ_GPU);
+        atexit(emu_gpu_cleanup);
+    }
+}
+
 /* xorshift64*: deterministic test data */
 static inline double t_uniform(uint64_t *s, double lo, double hi) {
     *s ^= *s >> 12; *s ^= *s << 25; *s ^= *s >> 27;

@@ -24,14 +24,20 @@ double now_s(void) {
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
+/* Under mpirun: a usage error is met by every rank alike, so rank 0 says it and all leave
+ * the job together; any other error may be this rank's alone, so it names the rank and ends
+ * every rank (the others would wait in the next collective). */
 _Noreturn void die(int code, const char *fmt, ...) {
     progress_clear();
+    bool quiet = T.dist && code == EXIT_USAGE && T.rank != 0;
     va_list ap;
     va_start(ap, fmt);
-    fputs("train: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    if (T.dist && code != EXIT_USAGE) fprintf(stderr, "train: rank %d: ", T.rank);
+    else if (!quiet) fputs("train: ", stderr);
+    if (!quiet) { vfprintf(stderr, fmt, ap); fputc('\n', stderr); }
     va_end(ap);
+    if (T.dist && code == EXIT_USAGE) dist_end();
+    else if (T.dist) { fflush(stderr); lz_dist_abort(T.dist, code); }
     exit(code);
 }
 
@@ -160,6 +166,8 @@ static void open_data(void) {
                 (long long)mctx);
         o.o.context = T.context;
     }
+    o.o.shards = T.world;   /* each rank reads its slice of every batch */
+    o.o.shard = T.rank;
     T.train = lz_loader_open(T.data_path, split, &o.o);
     if (!T.train) die(EXIT_USAGE, "%s", lz_error());
     const lz_data_info *in = lz_loader_info(T.train);
@@ -188,6 +196,8 @@ static void open_data(void) {
     T.val_split = lz_config_str(T.cfg, "data.val_split");
     if (lz_model_loader_options(T.cfg, false, 0, &o)) die(EXIT_USAGE, "%s", lz_error());
     o.o.context = T.context;
+    o.o.shards = T.world;
+    o.o.shard = T.rank;
     T.val = lz_loader_open(T.data_path, T.val_split, &o.o);
     if (!T.val) die(EXIT_USAGE, "%s (data.val_split)", lz_error());
     const lz_data_info *vi = lz_loader_info(T.val);
@@ -284,6 +294,10 @@ static lz_schedule *make_schedule(void) {
 static void make_run_dir(void) {
     const char *out = lz_config_str(T.cfg, "train.out_dir"), *name = lz_config_str(T.cfg, "name");
     snprintf(T.run_dir, sizeof T.run_dir, "%s/%s", out, name);
+    snprintf(T.last_path, sizeof T.last_path, "%s/last.h5", T.run_dir);
+    snprintf(T.best_path, sizeof T.best_path, "%s/best.h5", T.run_dir);
+    snprintf(T.metrics_path, sizeof T.metrics_path, "%s/metrics.jsonl", T.run_dir);
+    if (T.rank != 0) return;   /* rank 0 alone writes files */
     /* mkdir -p */
     char path[4096];
     snprintf(path, sizeof path, "%s", T.run_dir);
@@ -304,15 +318,13 @@ static void make_run_dir(void) {
     if (access(T.run_dir, W_OK) != 0)
         die(EXIT_USAGE, "cannot write to the output folder %s: %s (train.out_dir)", T.run_dir,
             strerror(errno));
-    snprintf(T.last_path, sizeof T.last_path, "%s/last.h5", T.run_dir);
-    snprintf(T.best_path, sizeof T.best_path, "%s/best.h5", T.run_dir);
-    snprintf(T.metrics_path, sizeof T.metrics_path, "%s/metrics.jsonl", T.run_dir);
 }
 
 /* A resumed run continues metrics.jsonl from the checkpoint's step: records of later steps
  * (written by the run after that checkpoint) are dropped, so the log and curves.png tell one
  * history. */
 static void trim_metrics(int64_t max_step) {
+    if (T.rank != 0) return;
     FILE *in = fopen(T.metrics_path, "r");
     if (!in) return;
     char tmp[4300];
@@ -335,6 +347,7 @@ static void trim_metrics(int64_t max_step) {
 }
 
 static void write_config(void) {
+    if (T.rank != 0) return;
     char path[4200], tmp[4300];
     snprintf(path, sizeof path, "%s/config.yaml", T.run_dir);
     snprintf(tmp, sizeof tmp, "%s.tmp-%d", path, (int)getpid());
@@ -390,6 +403,17 @@ static double train_micro(lz_batch *b, double lr, int micro, int nmicro, int64_t
             T.accum[i] = lz_retain(grads[i]);
         }
     }
+    if (rc >= 0 && last && T.dist) {
+        /* data parallel: the gradients are computed (with the loss and hits) before they
+         * travel, then replaced by their mean over the ranks; the update that follows is the
+         * same on every rank */
+        int k = 0;
+        for (int i = 0; i < n; i++) T.evals[k++] = grads[i];
+        T.evals[k++] = outs[0];
+        T.evals[k++] = outs[1];
+        if (lz_eval(k, T.evals)) rc = -1;
+        else dist_average_grads(n, grads, b->size, b->total);
+    }
     if (rc >= 0 && last && T.clip > 0) {
         lz_array **clipped = T.evals;
         rc = lz_clip_grad_norm(n, grads, T.clip, clipped, NULL);
@@ -434,6 +458,7 @@ static int validate(bool samples) {
     lz_module_train(T.model, true);
     if (rc < 0) die(EXIT_RUNTIME, "validation: %s", lz_error());
     if (rc == 1) return 1;   /* interrupted */
+    if (T.dist) dist_reduce_metrics(&r);
     double acc = (double)r.correct / (double)r.n;
     /* text: the best checkpoint is the lowest loss (kept as its negative in best_acc) */
     double score = T.text ? -r.loss : acc;
@@ -442,7 +467,7 @@ static int validate(bool samples) {
     T.last_val_step = T.step;
     const char *keys[] = {"epoch", "loss", "accuracy"};
     double vals[] = {(double)T.epoch + (double)T.batch / (double)T.batches_per_epoch, r.loss, acc};
-    if (lz_metrics_log(T.metrics, "eval", T.step, 3, keys, vals))
+    if (T.metrics && lz_metrics_log(T.metrics, "eval", T.step, 3, keys, vals))
         die(EXIT_RUNTIME, "%s", lz_error());
     bool best = score > T.best_acc || T.best_step < 0;
     progress_clear();
@@ -529,7 +554,8 @@ int main(int argc, char **argv) {
     load_config(config, nover, over, resume);
     if (!resume && lz_config_has(T.cfg, "train.resume"))
         resume = resume_path(lz_config_str(T.cfg, "train.resume"), rbuf, sizeof rbuf);
-    T.tty = isatty(STDOUT_FILENO);
+    dist_start();
+    T.tty = isatty(STDOUT_FILENO) && T.rank == 0;
 
     if (strcmp(lz_config_str(T.cfg, "train.log_format"), "jsonl"))
         die(EXIT_USAGE, "train.log_format '%s' is not supported yet (only jsonl)",
@@ -602,8 +628,11 @@ int main(int argc, char **argv) {
     }
     write_config();
     if (resume) trim_metrics(T.step);
-    T.metrics = lz_metrics_open(T.metrics_path, resume != NULL);
-    if (!T.metrics) die(EXIT_USAGE, "%s", lz_error());
+    dist_sync_state();   /* every rank from rank 0's parameters and optimizer state */
+    if (T.rank == 0) {
+        T.metrics = lz_metrics_open(T.metrics_path, resume != NULL);
+        if (!T.metrics) die(EXIT_USAGE, "%s", lz_error());
+    }
     printf("run folder %s: %lld steps (%lld batches of %lld per epoch)\n", T.run_dir,
            (long long)T.total_steps, (long long)T.batches_per_epoch,
            (long long)lz_config_int(T.cfg, "data.batch_size"));
@@ -642,10 +671,13 @@ int main(int argc, char **argv) {
             T.epoch = b.epoch;
             T.batch = b.index + 1;
             lz_batch_release(&b);
-            if (!isfinite(l) || micro == nmicro - 1) break;
+            /* data parallel: every rank takes the same micro-batches (the step's collectives
+             * pair up); a NaN shows in the reduced loss below */
+            if ((!isfinite(l) && !T.dist) || micro == nmicro - 1) break;
             if (lz_loader_next(T.train, &b) != 1)
                 die(EXIT_RUNTIME, "%s", lz_error()[0] ? lz_error() : "the loader ended an epoch early");
         }
+        if (T.dist) dist_step_stats(&loss, &correct, &bs);
         if (!isfinite(loss)) {
             progress_clear();
             if (T.last_ckpt_step >= 0)
@@ -676,7 +708,7 @@ int main(int argc, char **argv) {
                              T.iv_loss / (double)T.iv_steps,
                              (double)T.iv_correct / (double)T.iv_samples, lr,
                              dt > 0 ? (double)T.iv_samples / dt : 0};
-            if (lz_metrics_log(T.metrics, "train", T.step, 5, keys, vals))
+            if (T.metrics && lz_metrics_log(T.metrics, "train", T.step, 5, keys, vals))
                 die(EXIT_RUNTIME, "%s", lz_error());
         }
         progress_update(T.iv_loss / (double)T.iv_steps, (double)T.iv_correct / (double)T.iv_samples,
@@ -703,17 +735,18 @@ int main(int argc, char **argv) {
     if (stop_requested) {
         if (T.last_ckpt_step != T.step && save_checkpoint(T.last_path))
             die(EXIT_RUNTIME, "%s", lz_error());
-        lz_metrics_close(T.metrics);
+        if (T.metrics) lz_metrics_close(T.metrics);
         write_curves();
         fprintf(stderr, "train: interrupted at step %lld (epoch %lld, batch %lld); %s written. "
                 "Resume with: train %s%s--resume %s\n", (long long)T.step, (long long)T.epoch + 1,
                 (long long)T.batch, T.last_path, config ? config : "", config ? " " : "", T.run_dir);
         cleanup();
         free(over);
+        dist_end();
         return EXIT_INTERRUPTED;
     }
     if (T.last_ckpt_step != T.step && save_checkpoint(T.last_path)) die(EXIT_RUNTIME, "%s", lz_error());
-    if (lz_metrics_close(T.metrics)) die(EXIT_RUNTIME, "%s", lz_error());
+    if (T.metrics && lz_metrics_close(T.metrics)) die(EXIT_RUNTIME, "%s", lz_error());
     T.metrics = NULL;
     write_curves();
     double t = now_s() - T.t_start;
@@ -744,5 +777,6 @@ int main(int argc, char **argv) {
 
     cleanup();
     free(over);
+    dist_end();
     return 0;
 }

@@ -166,6 +166,7 @@ static int save_exports(void) {
 }
 
 int save_checkpoint(const char *path) {
+    if (T.rank != 0) return 0;   /* rank 0 alone writes files */
     lz_ckpt_writer *w = lz_ckpt_create(path);
     if (!w) return -1;
     int rc = lz_model_save(T.model, w);
@@ -264,6 +265,7 @@ static void paste(lz_image *dst, const lz_image *src, int x, int y) {
 /* curves.png: loss (left) and accuracy (right) against the step, training and validation,
  * from metrics.jsonl (so a resumed run shows its whole history). */
 int write_curves(void) {
+    if (T.rank != 0) return 0;   /* rank 0 alone writes files */
     int64_t *st[4] = {0};
     double *v[4] = {0};
     int64_t n[4];
@@ -309,6 +311,7 @@ int write_curves(void) {
 /* samples.png: the first validation images, each with its predicted label (green when right,
  * red when wrong, with the true label then). */
 int write_samples(const lz_model_metrics *r) {
+    if (T.rank != 0) return 0;   /* rank 0 alone writes files */
     if (!T.val_images || r->nkept == 0) return 0;
     const lz_data_info *in = lz_dataset_info(T.val_images);
     int n = (int)r->nkept;

@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include "leibniz.h"
 #include "io/model.h"
+#include "dist/dist.h"
 
 /* Exit codes: 0 ok, 1 runtime failure, 2 bad usage/config/input, 130 interrupted. */
 enum { EXIT_RUNTIME = 1, EXIT_USAGE = 2, EXIT_INTERRUPTED = 130 };
@@ -54,6 +55,11 @@ typedef struct {
     double iv_t0;
     double smooth_rate;          /* samples/s, smoothed */
     bool tty;
+
+    /* data parallelism (dist.c): dist NULL in a single process (rank 0 of a world of 1) */
+    lz_dist *dist;
+    int rank, world;
+    size_t bucket_bytes;
 } trainer;
 
 extern trainer T;
@@ -65,6 +71,15 @@ _Noreturn void die(int code, const char *fmt, ...) __attribute__((format(printf,
 
 /* finetune.c: applies the finetune section to T.model (before the trainable list is made) */
 void finetune(lz_key key);
+
+/* dist.c */
+void dist_start(void);
+void dist_end(void);
+_Noreturn void dist_fail(const char *what);
+void dist_sync_state(void);
+void dist_average_grads(int n, lz_array **grads, int64_t local, int64_t total);
+void dist_step_stats(double *loss, int64_t *correct, int64_t *examples);
+void dist_reduce_metrics(lz_model_metrics *r);
 
 /* output.c */
 void progress_update(double loss, double acc, double lr, bool final_line);

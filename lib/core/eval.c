@@ -266,11 +266,13 @@ static size_t nbytes_of(const lz_array *a) {
  * exactly the value's (so tile i of the output only overwrites tile i of the input after
  * reading it: every stored value is written after its tile's program has run). `taken`
  * marks the leaves already given to another value of the group. */
-static lz_buffer *donor(const lz_fused *g, const lz_array *out, bool *taken) {
+static lz_buffer *donor(const lz_fused *g, const lz_array *out, bool *taken, lz_device d) {
     size_t need = nbytes_of(out);
+    int here = d == LZ_GPU ? LZ_VALID_DEV : LZ_VALID_HOST;
     for (int j = 0; j < g->nleaves; j++) {
         lz_array *l = g->leaves[j];
         if (taken[j]) continue;
+        if (!(l->buf->valid & here)) continue;   /* a host scalar a GPU kernel takes by value */
         int edges = 0;
         for (int k = 0; k < g->ninstr; k++)
             for (int i = 0; i < g->instr[k].node->ninputs; i++)
@@ -319,9 +321,13 @@ static lz_buffer *alloc_for(lz_array *a, lz_device d) {
     return b;
 }
 
-static int sync_all(int n, lz_array *const *xs, lz_device d) {
-    for (int i = 0; i < n; i++)
-        if (xs[i]->buf && lz_buffer_sync(xs[i]->buf, d)) return -1;
+/* Makes the inputs' buffers valid on d; a fused group on the GPU takes a host scalar as a
+ * kernel argument instead (lz_is_host_scalar). */
+static int sync_all(int n, lz_array *const *xs, lz_device d, bool fused) {
+    for (int i = 0; i < n; i++) {
+        if (!xs[i]->buf || (fused && d == LZ_GPU && lz_is_host_scalar(xs[i]))) continue;
+        if (lz_buffer_sync(xs[i]->buf, d)) return -1;
+    }
     return 0;
 }
 
@@ -337,13 +343,13 @@ static int run(lz_array *a) {
     if (p->kind == LZ_KIND_EW || p->kind == LZ_KIND_REDUCE) {
         lz_fused g;
         build(&g, a);
-        if (sync_all(g.nleaves, g.leaves, d)) return -1;
+        if (sync_all(g.nleaves, g.leaves, d, true)) return -1;
         bool taken[LZ_FUSE_MAX] = {false};
-        a->buf = p->kind == LZ_KIND_EW ? donor(&g, a, taken) : NULL;
+        a->buf = p->kind == LZ_KIND_EW ? donor(&g, a, taken, d) : NULL;
         int rc = !a->buf && !(a->buf = alloc_for(a, d)) ? -1 : 0;
         for (int o = 0; o < g.nouts && !rc; o++) {
             lz_array *x = g.outs[o].node;
-            if (!(x->buf = donor(&g, x, taken)) && !(x->buf = alloc_for(x, d)))
+            if (!(x->buf = donor(&g, x, taken, d)) && !(x->buf = alloc_for(x, d)))
                 rc = -1;
         }
         lz_stats_add_nodes((uint64_t)g.ninstr + (g.reduce != NULL));
@@ -366,7 +372,7 @@ static int run(lz_array *a) {
         lz_fail("%s: no CPU kernel", p->name);
         return -1;
     }
-    if (sync_all(a->ninputs, a->inputs, d)) return -1;
+    if (sync_all(a->ninputs, a->inputs, d, false)) return -1;
     if (!(a->buf = alloc_for(a, d))) return -1;
     lz_stats_add_nodes(1);
     int rc = k(a, a->inputs, &a->params);

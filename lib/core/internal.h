@@ -91,6 +91,17 @@ static inline void *lz_elem_ptr(const lz_array *a) {
 }
 static inline bool lz_is_pending(const lz_array *a) { return a->prim != LZ_P_NONE; }
 
+/* A leaf of a fused group that is one value (every dim of size 1 or stride 0: a scalar
+ * constant, a broadcast) valid on the host: a GPU group takes it as an argument of its
+ * kernel instead of reading it from device memory, so eval does not copy it to the device
+ * (a training step's many scalar constants would each be a small synchronous upload). */
+static inline bool lz_is_host_scalar(const lz_array *l) {
+    if (!l->buf || !(l->buf->valid & LZ_VALID_HOST)) return false;
+    for (int d = 0; d < l->ndim; d++)
+        if (l->shape[d] != 1 && l->strides[d] != 0) return false;
+    return true;
+}
+
 /* A VIEW node may carry inputs beyond input 0 (autograd uses them as ordering dependencies
  * and to attach records): eval orders the node after ALL its inputs but runs it from
  * input 0 only. */

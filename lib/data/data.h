@@ -79,6 +79,12 @@ typedef struct {
     int crop_padding;       /* pad by this many zero pixels, crop back at a random offset */
     int hflip;              /* flip left-right with probability 1/2 */
     int64_t preload_bytes;  /* splits up to this size are read whole once; 0: always stream */
+    /* Data parallelism: with shards > 1 each batch is the same batch as without (batch_size
+     * examples in the same order), of which this loader yields only slice `shard` of
+     * `shards` (contiguous, sizes differing by one at most). Epochs keep one order for every
+     * number of shards; a last batch with fewer examples than shards is left out. 0 or 1:
+     * whole batches. */
+    int64_t shards, shard;
 } lz_loader_options;
 
 /* batch_size 64, shuffle on, seed 0, keep-last, prefetch 2, no augmentation,
@@ -92,6 +98,7 @@ lz_loader_options lz_loader_defaults(void);
 typedef struct {
     lz_array *x, *y, *ids;
     int64_t size, epoch, index;
+    int64_t total;          /* examples of the whole batch, over every shard (= size unsharded) */
 } lz_batch;
 void lz_batch_release(lz_batch *b);   /* releases x, y, ids; zeroes b */
 

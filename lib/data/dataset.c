@@ -2,6 +2,7 @@
  * hyperslab (or from memory once the split is preloaded). */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include "data/data.h"
 #include "data/h5.h"
 
@@ -28,6 +29,9 @@ struct lz_dataset {
 };
 
 enum { T_U8 = 1, T_I8 = 2, T_U16 = 4, T_I16 = 8, T_I32 = 16 };
+
+static herr_t keep(lz_dataset *ds, herr_t st);
+static int read_fail(lz_dataset *ds, const char *what, int64_t a, int64_t b);
 
 /* Is the element type of d one of `allowed`? Names the file and the type otherwise. */
 static int check_type(lz_dataset *ds, hid_t d, const char *what, int allowed,
@@ -219,10 +223,7 @@ static int read_attributes(lz_dataset *ds) {
     return 0;
 }
 
-lz_dataset *lz_dataset_open(const char *path, const char *split) {
-    if (!path || !split) return lz_fail("lz_dataset_open: path and split are required");
-    if (!split[0] || strchr(split, '/'))
-        return lz_fail("%s: bad split name '%s' (a group at the root, like train)", path, split);
+static lz_dataset *open_direct(const char *path, const char *split) {
     lz_dataset *ds = calloc(1, sizeof *ds);
     if (!ds) return lz_fail("%s: out of memory", path);
     ds->file = ds->group = ds->data = ds->labels = H5I_INVALID_HID;
@@ -287,6 +288,91 @@ void lz_dataset_close(lz_dataset *ds) {
     free(ds);
 }
 
+/* ---- opening in a child first (see h5_probe) ---- */
+enum { PROBE_ALL = 256 << 20 };   /* members up to this size are read whole by the probe */
+
+/* Reads what the loader will read: each member whole when small, else its first, middle
+ * and last rows (chunk indexes and filters are where corrupt files hurt libhdf5). */
+static int touch_member(lz_dataset *ds, hid_t d, int code, const char *what) {
+    if (d < 0) return 0;
+    hsize_t dims[8], start[8] = {0}, count[8];
+    int rank = dims_of(d, dims);
+    if (rank < 1 || rank > 8) return 0;
+    size_t es = code == T_U16 || code == T_I16 ? 2 : code == T_I32 ? 4 : 1;
+    uint64_t row = es;
+    for (int k = 1; k < rank; k++) row *= dims[k], count[k] = dims[k];
+    int64_t fbytes = h5_file_size(d);
+    hid_t dcpl = H5Dget_create_plist(d);
+    int filtered = dcpl >= 0 && H5Pget_nfilters(dcpl) > 0;
+    if (dcpl >= 0) H5Pclose(dcpl);
+    /* uncompressed data cannot be larger than the file; compressed, ~1000x at most (deflate) */
+    uint64_t bound = (uint64_t)fbytes * (filtered ? 1100 : 1);
+    if (fbytes && dims[0] && row > bound / dims[0]) {
+        lz_fail("%s: /%s/%s claims %llu rows of %llu bytes, more than the file can hold: the "
+                "file is corrupt", ds->path, ds->split, what, (unsigned long long)dims[0],
+                (unsigned long long)row);
+        return -1;
+    }
+    uint64_t total = row * dims[0];
+    hid_t mt = mem_type_of(code);
+    herr_t st = 0;
+    if (total <= PROBE_ALL) {
+        void *buf = malloc(total ? total : 1);
+        if (!buf) return 0;
+        st = keep(ds, H5Dread(d, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf));
+        free(buf);
+        return st < 0 ? read_fail(ds, what, 0, (int64_t)dims[0]) : 0;
+    }
+    void *buf = malloc(row);
+    if (!buf) return 0;
+    hid_t fs = H5Dget_space(d);
+    count[0] = 1;
+    hid_t ms = H5Screate_simple(rank, count, NULL);
+    hsize_t rows[3] = {0, dims[0] / 2, dims[0] - 1};
+    for (int i = 0; i < 3 && st >= 0; i++) {
+        start[0] = rows[i];
+        H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL);
+        st = keep(ds, H5Dread(d, mt, ms, fs, H5P_DEFAULT, buf));
+    }
+    H5Sclose(ms);
+    H5Sclose(fs);
+    free(buf);
+    return st < 0 ? read_fail(ds, what, 0, (int64_t)dims[0]) : 0;
+}
+
+typedef struct { const char *path, *split; } probe_args;
+
+static int probe_open(void *arg) {
+    probe_args *a = arg;
+    lz_dataset *ds = open_direct(a->path, a->split);
+    if (!ds) return -1;
+    int text = ds->info.kind == LZ_DATA_TEXT;
+    int r = touch_member(ds, ds->data, text ? ds->token_code : T_U8, text ? "tokens" : "images");
+    if (!r) r = touch_member(ds, ds->labels, ds->label_code, "labels");
+    lz_dataset_close(ds);
+    return r;
+}
+
+/* Seconds a probe may take: metadata, plus reading up to PROBE_ALL bytes from a slow disk. */
+static double probe_seconds(const char *path) {
+    struct stat st;
+    double mb = stat(path, &st) ? 0 : (double)st.st_size / 1e6;
+    return 5 + (mb < 256 ? mb : 256) / 50;
+}
+
+lz_dataset *lz_dataset_open(const char *path, const char *split) {
+    if (!path || !split) return lz_fail("lz_dataset_open: path and split are required");
+    if (!split[0] || strchr(split, '/'))
+        return lz_fail("%s: bad split name '%s' (a group at the root, like train)", path, split);
+    int64_t size;
+    lz_error_clear();
+    if (h5_precheck(path, "dataset", &size)) return NULL;
+    probe_args a = {path, split};
+    if (h5_probe(path, "dataset", probe_open, &a, probe_seconds(path), (int64_t)1 << 31))
+        return NULL;
+    return open_direct(path, split);
+}
+
 const lz_data_info *lz_dataset_info(const lz_dataset *ds) { return ds ? &ds->info : NULL; }
 
 int64_t lz_dataset_bytes(const lz_dataset *ds) {
@@ -309,7 +395,7 @@ static herr_t split_cb(hid_t g, const char *name, const H5L_info_t *info, void *
     return 0;
 }
 
-int lz_dataset_splits(const char *path, char ***names) {
+static int splits_direct(const char *path, char ***names) {
     *names = NULL;
     hid_t f = h5_open_read(path);
     if (f < 0) return -1;
@@ -331,6 +417,22 @@ int lz_dataset_splits(const char *path, char ***names) {
     free(acc);
     *names = block;
     return n;
+}
+
+static int probe_splits(void *arg) {
+    char **names;
+    int n = splits_direct(arg, &names);
+    free(names);
+    return n < 0 ? -1 : 0;
+}
+
+int lz_dataset_splits(const char *path, char ***names) {
+    *names = NULL;
+    int64_t size;
+    if (h5_precheck(path, "dataset", &size) ||
+        h5_probe(path, "dataset", probe_splits, (void *)path, probe_seconds(path), (int64_t)1 << 31))
+        return -1;
+    return splits_direct(path, names);
 }
 
 /* ---- reading ---- */
@@ -371,7 +473,7 @@ static int check_tokens(lz_dataset *ds, int64_t n, const int32_t *t, int64_t sta
     return 0;
 }
 
-int lz_dataset_preload(lz_dataset *ds) {
+static int unlocked_preload(lz_dataset *ds) {
     if (ds->pre_images || ds->pre_tokens) return 0;
     h5_quiet();
     int64_t n = ds->info.length;
@@ -491,7 +593,7 @@ static int read_runs(lz_dataset *ds, hid_t d, hid_t memtype, int64_t runs, void 
     return 0;
 }
 
-int lz_dataset_read_images(lz_dataset *ds, int64_t n, const int64_t *idx, uint8_t *images,
+static int unlocked_read_images(lz_dataset *ds, int64_t n, const int64_t *idx, uint8_t *images,
                            int32_t *labels) {
     if (ds->info.kind != LZ_DATA_IMAGES) {
         lz_fail("%s: split '%s' holds tokens, not images", ds->path, ds->split);
@@ -535,7 +637,7 @@ int lz_dataset_read_images(lz_dataset *ds, int64_t n, const int64_t *idx, uint8_
     return check_labels(ds, n, labels, idx);
 }
 
-int lz_dataset_read_tokens(lz_dataset *ds, int64_t start, int64_t count, int32_t *out) {
+static int unlocked_read_tokens(lz_dataset *ds, int64_t start, int64_t count, int32_t *out) {
     if (ds->info.kind != LZ_DATA_TEXT) {
         lz_fail("%s: split '%s' holds images, not tokens", ds->path, ds->split);
         return -1;
@@ -565,4 +667,27 @@ int lz_dataset_read_tokens(lz_dataset *ds, int64_t start, int64_t count, int32_t
     if (st < 0) return read_fail(ds, "tokens", start, start + count);
     for (int64_t i = 0; i < count; i++) out[i] = widen(ds->raw, ds->token_code, i);
     return check_tokens(ds, count, out, start);
+}
+
+/* The public reads hold h5_use_begin: they run on the loader's thread while another may fork. */
+int lz_dataset_preload(lz_dataset *ds) {
+    h5_use_begin();
+    int r = unlocked_preload(ds);
+    h5_use_end();
+    return r;
+}
+
+int lz_dataset_read_images(lz_dataset *ds, int64_t n, const int64_t *idx, uint8_t *images,
+                           int32_t *labels) {
+    h5_use_begin();
+    int r = unlocked_read_images(ds, n, idx, images, labels);
+    h5_use_end();
+    return r;
+}
+
+int lz_dataset_read_tokens(lz_dataset *ds, int64_t start, int64_t count, int32_t *out) {
+    h5_use_begin();
+    int r = unlocked_read_tokens(ds, start, count, out);
+    h5_use_end();
+    return r;
 }

@@ -1,11 +1,19 @@
 /* HDF5 helpers for lib/data: silence, one-line messages, opening files for reading with a
  * diagnosis of what is wrong with them, and string/number attributes. */
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 #include "core/core.h"
 #include "data/h5.h"
 
@@ -91,27 +99,46 @@ hid_t h5_fapl(void) {
     return fapl;
 }
 
-hid_t h5_open_file(const char *path, const char *what) {
+int h5_precheck(const char *path, const char *what, int64_t *size) {
     bool ckpt = !strcmp(what, "checkpoint");
     struct stat st;
     if (stat(path, &st)) {
         lz_fail("%s: cannot open%s: %s", path, ckpt ? " checkpoint" : "", strerror(errno));
-        return H5I_INVALID_HID;
+        return -1;
     }
     if (S_ISDIR(st.st_mode)) {
         lz_fail("%s: is a folder, not %s file", path, ckpt ? "a checkpoint" : "an HDF5 dataset");
-        return H5I_INVALID_HID;
+        return -1;
     }
     if (st.st_size == 0) {
         lz_fail("%s: empty file (0 bytes), not %s", path, ckpt ? "a checkpoint" : "an HDF5 dataset");
-        return H5I_INVALID_HID;
+        return -1;
     }
     FILE *f = fopen(path, "rb");
     if (!f) {
         lz_fail("%s: cannot open%s: %s", path, ckpt ? " checkpoint" : "", strerror(errno));
-        return H5I_INVALID_HID;
+        return -1;
     }
     fclose(f);
+    *size = (int64_t)st.st_size;
+    return 0;
+}
+
+int64_t h5_file_size(hid_t obj) {
+    hid_t f = H5Iget_file_id(obj);
+    hsize_t n = 0;
+    if (f < 0 || H5Fget_filesize(f, &n) < 0) n = 0;
+    if (f >= 0) H5Fclose(f);
+    H5Eclear2(H5E_DEFAULT);
+    return (int64_t)n;
+}
+
+hid_t h5_open_file(const char *path, const char *what) {
+    bool ckpt = !strcmp(what, "checkpoint");
+    struct stat st;
+    int64_t size;
+    if (h5_precheck(path, what, &size)) return H5I_INVALID_HID;
+    st.st_size = (off_t)size;
     h5_quiet();
     char detail[256];
 #if H5_VERSION_GE(1, 12, 0)
@@ -151,6 +178,133 @@ hid_t h5_open_file(const char *path, const char *what) {
 
 hid_t h5_open_read(const char *path) { return h5_open_file(path, "dataset"); }
 
+/* ---- parsing unverified files in a child first ---- */
+static pthread_rwlock_t fork_lock = PTHREAD_RWLOCK_INITIALIZER;
+void h5_use_begin(void) { pthread_rwlock_rdlock(&fork_lock); }
+void h5_use_end(void) { pthread_rwlock_unlock(&fork_lock); }
+
+#if defined(__SANITIZE_ADDRESS__)
+#define UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define UNDER_ASAN 1
+#endif
+#endif
+
+/* The process's address-space size in bytes (VmSize), 0 if unknown. */
+static int64_t vm_size(void) {
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f) return 0;
+    char line[256];
+    long long kb = 0;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "VmSize: %lld kB", &kb) == 1) break;
+    fclose(f);
+    return (int64_t)kb * 1024;
+}
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* In the child: limits, quiet stderr, fn, then one status byte and fn's message. */
+static void run_child(int fd, int (*fn)(void *), void *arg, double seconds, int64_t mem) {
+    struct rlimit rl = {0, 0};
+    setrlimit(RLIMIT_CORE, &rl);
+    /* ASan reserves terabytes of shadow memory and has its own allocation limits */
+    int64_t vm = vm_size();
+#ifndef UNDER_ASAN
+    if (vm > 0 && mem > 0) {
+        rl.rlim_cur = rl.rlim_max = (rlim_t)(vm + mem);
+        setrlimit(RLIMIT_AS, &rl);
+    }
+#else
+    (void)vm;
+    (void)mem;
+#endif
+    alarm((unsigned)seconds + 2);   /* a backstop should the parent die */
+    if (!getenv("LZ_H5_PROBE_STDERR")) {
+        int dn = open("/dev/null", O_WRONLY);
+        if (dn >= 0) dup2(dn, 2);
+    }
+    h5_quiet();
+    lz_error_clear();
+    int r = fn(arg);
+    char msg[1100];
+    msg[0] = r == 0 ? 'k' : 'e';
+    size_t n = (size_t)snprintf(msg + 1, sizeof msg - 1, "%s", r == 0 ? "" : lz_error());
+    if (n > sizeof msg - 2) n = sizeof msg - 2;
+    ssize_t w = write(fd, msg, n + 1);
+    _exit(w == (ssize_t)(n + 1) ? 0 : 1);
+}
+
+int h5_probe(const char *path, const char *what, int (*fn)(void *), void *arg, double seconds,
+             int64_t mem_bytes) {
+    const char *env = getenv("LZ_H5_TIMEOUT");
+    if (env && atof(env) > 0) seconds = atof(env);
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC)) {
+        lz_fail("%s: cannot check the %s: %s", path, what, strerror(errno));
+        return -1;
+    }
+    pthread_rwlock_wrlock(&fork_lock);
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(fds[0]);
+        run_child(fds[1], fn, arg, seconds, mem_bytes);
+    }
+    int err = errno;
+    pthread_rwlock_unlock(&fork_lock);
+    close(fds[1]);
+    if (pid < 0) {
+        close(fds[0]);
+        lz_fail("%s: cannot check the %s: fork: %s", path, what, strerror(err));
+        return -1;
+    }
+    char msg[1100];
+    size_t got = 0;
+    int timed_out = 0;
+    double end = now_s() + seconds;
+    for (;;) {
+        double left = end - now_s();
+        if (left <= 0) { timed_out = 1; break; }
+        struct pollfd p = {fds[0], POLLIN, 0};
+        int r = poll(&p, 1, (int)(left * 1000) + 1);
+        if (r < 0 && errno == EINTR) continue;
+        if (r == 0) continue;   /* the loop head decides */
+        if (r < 0) break;
+        ssize_t n = read(fds[0], msg + got, sizeof msg - 1 - got);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;      /* end of file: the child is gone */
+        got += (size_t)n;
+        if (got == sizeof msg - 1) break;
+    }
+    close(fds[0]);
+    if (timed_out) kill(pid, SIGKILL);
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+    msg[got] = 0;
+    if (timed_out) {
+        lz_fail("%s: corrupt or hostile HDF5 file: libhdf5 did not finish reading it within "
+                "%.1f s (stopped)", path, seconds);
+        return -1;
+    }
+    if (got >= 1 && msg[0] == 'k' && WIFEXITED(status) && WEXITSTATUS(status) == 0) return 0;
+    if (got >= 1 && msg[0] == 'e') {
+        lz_fail("%s", msg + 1);
+        return -1;
+    }
+    if (WIFSIGNALED(status))
+        lz_fail("%s: corrupt HDF5 file: libhdf5 crashed reading it (%s); the %s is not used",
+                path, strsignal(WTERMSIG(status)), what);
+    else
+        lz_fail("%s: corrupt HDF5 file: libhdf5 failed reading it (exit %d); the %s is not used",
+                path, WIFEXITED(status) ? WEXITSTATUS(status) : -1, what);
+    return -1;
+}
+
 /* Opens attribute `name` of obj: 0 absent, 1 opened (*attr, *type, *n set), -1 error. */
 static int open_attr(const char *path, hid_t obj, const char *name, hid_t *attr, hid_t *type,
                      hssize_t *n) {
@@ -185,6 +339,13 @@ int h5_read_strings(const char *path, hid_t obj, const char *name, char ***out) 
     }
     if (n <= 0) { ret = 0; goto done; }
     size_t total = 0, fsize = H5Tget_size(type);
+    /* sizes from the file are checked against it before anything is allocated */
+    int64_t fbytes = h5_file_size(obj);
+    if (n > INT32_MAX || fsize == 0 || (fbytes && (uint64_t)n > (uint64_t)fbytes / fsize)) {
+        lz_fail("%s: attribute '%s' claims %lld strings of %zu bytes, more than the file holds: "
+                "the file is corrupt", path, name, (long long)n, fsize);
+        goto done;
+    }
     int vlen = H5Tis_variable_str(type) > 0;
     mem = H5Tcopy(H5T_C_S1);
     H5Tset_cset(mem, H5Tget_cset(type));
@@ -247,6 +408,9 @@ int h5_read_doubles(const char *path, hid_t obj, const char *name, double **out)
                 h5_type_name(type, tn, sizeof tn));
     } else if (n <= 0) {
         ret = 0;
+    } else if (n > INT32_MAX || (uint64_t)n > (uint64_t)h5_file_size(obj)) {
+        lz_fail("%s: attribute '%s' claims %lld numbers, more than the file holds: the file is "
+                "corrupt", path, name, (long long)n);
     } else if (!(*out = malloc((size_t)n * sizeof(double)))) {
         lz_fail("%s: out of memory reading attribute '%s'", path, name);
     } else if (H5Aread(attr, H5T_NATIVE_DOUBLE, *out) < 0) {

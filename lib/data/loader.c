@@ -141,10 +141,20 @@ static void convert(lz_loader *l, const uint8_t *src, void *out, int64_t B, int6
     }
 }
 
+/* This loader's slice [*first, *first + return) of the current batch (the whole batch
+ * unsharded); *total gets the batch's size. */
+static int64_t shard_slice(const lz_loader *l, int64_t *first, int64_t *total) {
+    int64_t bs = l->o.batch_size, start = l->batch * bs;
+    int64_t M = l->nitems - start < bs ? l->nitems - start : bs, S = l->o.shards > 1 ? l->o.shards : 1;
+    int64_t r = S > 1 ? l->o.shard : 0, lo = M * r / S, hi = M * (r + 1) / S;
+    *first = start + lo;
+    *total = M;
+    return hi - lo;
+}
+
 static int image_batch(lz_loader *l, lz_batch *b) {
     const lz_data_info *in = l->info;
-    int64_t bs = l->o.batch_size, first = l->batch * bs;
-    int64_t B = l->nitems - first < bs ? l->nitems - first : bs;
+    int64_t first, B = shard_slice(l, &first, &b->total);
     if (l->o.shuffle && l->perm_epoch != l->epoch) {
         lz_data_permutation(l->o.seed, l->epoch, l->nitems, l->perm);
         l->perm_epoch = l->epoch;
@@ -170,8 +180,8 @@ static int image_batch(lz_loader *l, lz_batch *b) {
 }
 
 static int text_batch(lz_loader *l, lz_batch *b) {
-    int64_t bs = l->o.batch_size, first = l->batch * bs, ctx = l->o.context;
-    int64_t B = l->nitems - first < bs ? l->nitems - first : bs;
+    int64_t first, ctx = l->o.context;
+    int64_t B = shard_slice(l, &first, &b->total);
     int64_t shape[2] = {B, ctx};
     b->ids = owned_empty(1, &B, LZ_I64);
     b->x = owned_empty(2, shape, LZ_I32);
@@ -321,9 +331,16 @@ lz_loader *lz_loader_open(const char *path, const char *split, const lz_loader_o
         l->stage = malloc((size_t)(o.batch_size * (int64_t)in->height * in->width * C));
         if ((o.shuffle && !l->perm) || !l->stage) FAIL("%s: out of memory", path);
     }
+    if (o.shards > 1 && (o.shard < 0 || o.shard >= o.shards))
+        FAIL("%s: shard %lld of %lld, expected 0 to %lld", path, (long long)o.shard,
+             (long long)o.shards, (long long)o.shards - 1);
+    if (o.shards > 1 && o.batch_size < o.shards)
+        FAIL("%s: batch size %lld is smaller than the %lld shards", path, (long long)o.batch_size,
+             (long long)o.shards);
     l->o = o;
-    l->nbatches = o.drop_last ? l->nitems / o.batch_size
-                              : (l->nitems + o.batch_size - 1) / o.batch_size;
+    /* sharded: a last batch too small to give every shard an example is left out */
+    int64_t rest = l->nitems % o.batch_size;
+    l->nbatches = l->nitems / o.batch_size + (!o.drop_last && rest >= (o.shards > 1 ? o.shards : 1));
     if (!l->nbatches)
         FAIL("%s: split '%s' has %lld %s, fewer than one batch of %lld (drop_last is on)", path,
              split, (long long)l->nitems, in->kind == LZ_DATA_TEXT ? "windows" : "examples",

@@ -1,6 +1,9 @@
 /* Checkpoint helpers: the cause of an HDF5 failure kept until it is reported, HDF5 types for
  * our dtypes, CRC-32C, names. Opening and HDF5 messages are shared with lib/data (data/h5.h). */
 #include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <unistd.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
@@ -179,4 +182,122 @@ void ckpt_shape_str(lz_dtype t, int ndim, const int64_t *shape, char *buf, size_
     char s[200];
     lz_format_shape(ndim, shape, s, sizeof s);
     snprintf(buf, n, "%s%s", lz_dtype_name(t), s);
+}
+
+/* ---- the checksum header ---- */
+static void put_u32(unsigned char *p, uint32_t v) { for (int i = 0; i < 4; i++) p[i] = (unsigned char)(v >> 8 * i); }
+static void put_u64(unsigned char *p, uint64_t v) { for (int i = 0; i < 8; i++) p[i] = (unsigned char)(v >> 8 * i); }
+static uint32_t get_u32(const unsigned char *p) {
+    uint32_t v = 0;
+    for (int i = 3; i >= 0; i--) v = v << 8 | p[i];
+    return v;
+}
+static uint64_t get_u64(const unsigned char *p) {
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--) v = v << 8 | p[i];
+    return v;
+}
+
+/* CRC-32C of bytes [off, off + n) of fd; -1 on a read error or a short file. */
+static int crc_range(int fd, int64_t off, uint64_t n, uint32_t *crc) {
+    enum { CHUNK = 1 << 20 };
+    unsigned char *buf = malloc(CHUNK);
+    if (!buf) return -1;
+    uint32_t c = 0;
+    while (n) {
+        size_t want = n < CHUNK ? (size_t)n : CHUNK;
+        ssize_t got = pread(fd, buf, want, (off_t)off);
+        if (got < 0 && errno == EINTR) continue;
+        if (got <= 0) { free(buf); return -1; }
+        c = ckpt_crc32c(c, buf, (size_t)got);
+        off += got;
+        n -= (uint64_t)got;
+    }
+    free(buf);
+    *crc = c;
+    return 0;
+}
+
+int ckpt_seal(const char *path) {
+    int fd = open(path, O_RDWR | O_CLOEXEC);
+    if (fd < 0) return -1;
+    struct stat st;
+    unsigned char h[CKPT_HEADER] = {0};
+    uint32_t crc;
+    int r = fstat(fd, &st) || st.st_size < CKPT_HEADER ? -1 : 0;
+    if (r && !errno) errno = EIO;
+    uint64_t n = r ? 0 : (uint64_t)st.st_size - CKPT_HEADER;
+    if (!r && crc_range(fd, CKPT_HEADER, n, &crc)) r = -1;
+    if (!r) {
+        memcpy(h, CKPT_MAGIC, 8);
+        put_u32(h + 8, 1);
+        put_u32(h + 12, CKPT_HEADER);
+        put_u64(h + 16, n);
+        put_u32(h + 24, crc);
+        put_u32(h + 28, ckpt_crc32c(0, h, 28));
+        snprintf((char *)h + 32, CKPT_HEADER - 32, "\nleibniz checkpoint: HDF5 from byte 512, "
+                 "checked by the CRC-32C above before it is parsed\n");
+        r = pwrite(fd, h, CKPT_HEADER, 0) == CKPT_HEADER ? 0 : -1;
+    }
+    int err = errno;
+    close(fd);
+    errno = err;
+    return r;
+}
+
+int ckpt_verify(const char *path, int fd, int64_t size) {
+    static const unsigned char h5sig[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
+    unsigned char h[CKPT_HEADER], sig[8];
+    ssize_t got = pread(fd, h, CKPT_HEADER, 0);
+    if (got < 0) {
+        lz_fail("%s: cannot read checkpoint: %s", path, strerror(errno));
+        return -1;
+    }
+    if (got < 8 || memcmp(h, CKPT_MAGIC, 8)) {
+        /* ours start with the magic; a damaged header before HDF5 data at 512 is ours too */
+        if (size > CKPT_HEADER + 8 && pread(fd, sig, 8, CKPT_HEADER) == 8 &&
+            !memcmp(sig, h5sig, 8) && (got < 8 || memcmp(h, h5sig, 8))) {
+            lz_fail("%s: corrupt checkpoint: its checksum header (the first 512 bytes) is "
+                    "damaged", path);
+            return -1;
+        }
+        return 0;
+    }
+    if (got < CKPT_HEADER) {
+        lz_fail("%s: truncated HDF5 file (%lld bytes, less than its header): the checkpoint "
+                "was not written or copied completely", path, (long long)size);
+        return -1;
+    }
+    if (get_u32(h + 28) != ckpt_crc32c(0, h, 28) || get_u32(h + 8) != 1 ||
+        get_u32(h + 12) != CKPT_HEADER) {
+        lz_fail("%s: corrupt checkpoint: its checksum header is damaged (or from a newer "
+                "leibniz)", path);
+        return -1;
+    }
+    uint64_t n = get_u64(h + 16), have = (uint64_t)size - CKPT_HEADER;
+    if (have < n) {
+        lz_fail("%s: truncated HDF5 file (%llu of %llu bytes): the checkpoint was not written "
+                "or copied completely", path, (unsigned long long)size,
+                (unsigned long long)(n + CKPT_HEADER));
+        return -1;
+    }
+    if (have > n) {
+        lz_fail("%s: checksum mismatch: the file is corrupt, or another tool changed it "
+                "(%llu bytes, its header says %llu; LZ_CKPT_UNVERIFIED=1 reads it unverified)",
+                path, (unsigned long long)size, (unsigned long long)(n + CKPT_HEADER));
+        return -1;
+    }
+    uint32_t crc;
+    if (crc_range(fd, CKPT_HEADER, n, &crc)) {
+        lz_fail("%s: cannot read checkpoint: %s", path, errno ? strerror(errno) : "short read");
+        return -1;
+    }
+    if (crc != get_u32(h + 24)) {
+        lz_fail("%s: checksum mismatch: the file is corrupt, or another tool changed it "
+                "(CRC-32C of its %llu bytes of HDF5 data is %08x, its header says %08x; "
+                "LZ_CKPT_UNVERIFIED=1 reads it unverified)", path, (unsigned long long)n, crc,
+                get_u32(h + 24));
+        return -1;
+    }
+    return 1;
 }

@@ -10,6 +10,20 @@
 
 #define CKPT_FORMAT "leibniz-checkpoint"
 
+/* The checksum header: the HDF5 user block (which libhdf5 skips) of every checkpoint we
+ * write. Little-endian:
+ *   0  magic "\x89LZCKPT\n"      8  header version (u32) = 1   12 header size (u32) = 512
+ *   16 HDF5 bytes that follow (u64)   24 their CRC-32C (u32)      28 CRC-32C of bytes 0..27
+ *   32 a line of text for people who look; zeros to 512.
+ * It is written last, after libhdf5 closed the file, and checked before libhdf5 opens it. */
+#define CKPT_HEADER 512
+#define CKPT_MAGIC "\x89LZCKPT\n"
+/* Fills the header of the finished file at path; 0, or -1 with errno. */
+int ckpt_seal(const char *path);
+/* Checks the header of the file open as fd (size bytes): 1 verified, 0 no header (a file
+ * from an older leibniz or another tool), -1 corrupt or truncated (lz_error says which). */
+int ckpt_verify(const char *path, int fd, int64_t size);
+
 /* Switches HDF5's error printing off for the calling thread; every entry point calls it. */
 void ckpt_quiet(void);
 /* Saves the most specific message of HDF5's error stack right after a failed call (later

@@ -1,8 +1,12 @@
 /* Reading checkpoints: opening with version checks, names by section, arrays read straight
  * into fresh buffers with their CRC checked, and typed root attributes. */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include "core/internal.h"
 #include "io/ckpt_internal.h"
 #include "data/h5.h"
@@ -12,6 +16,7 @@ typedef struct { char *section; char **names; int64_t n; } name_list;
 struct lz_ckpt {
     char *path;
     hid_t file;
+    int64_t size;        /* bytes: the bound for what the file can hold */
     name_list *lists;    /* cached lz_ckpt_names results */
     int nlists;
     void **owned;        /* strings and bytes handed out, freed at close */
@@ -51,6 +56,14 @@ static char *read_str_attr(hid_t obj, const char *name) {
             }
         } else {
             size_t n = H5Tget_size(t);
+            int64_t fbytes = h5_file_size(obj);
+            if (fbytes && n > (uint64_t)fbytes) {   /* corrupt: checked before allocating */
+                H5Tclose(mt);
+                H5Sclose(sp);
+                H5Tclose(t);
+                H5Aclose(a);
+                return NULL;
+            }
             H5Tset_size(mt, n + 1);   /* room for the terminator whatever the padding */
             H5Tset_cset(mt, H5Tget_cset(t));
             out = calloc(n + 2, 1);
@@ -81,8 +94,7 @@ static int read_num_attr(hid_t obj, const char *name, int want_int, void *out) {
     return r;
 }
 
-lz_ckpt *lz_ckpt_open(const char *path) {
-    if (!path || !path[0]) return lz_fail("lz_ckpt_open: empty checkpoint path");
+static lz_ckpt *open_direct(const char *path) {
     hid_t file = h5_open_file(path, "checkpoint");
     if (file < 0) return NULL;
     int64_t version;
@@ -114,6 +126,7 @@ lz_ckpt *lz_ckpt_open(const char *path) {
         return lz_fail("%s: out of memory", path);
     }
     c->file = file;
+    c->size = h5_file_size(file);
     return c;
 }
 
@@ -236,7 +249,19 @@ static hid_t open_array(lz_ckpt *c, const char *section, const char *name, lz_dt
         hsize_t dims[LZ_MAX_DIMS];
         H5Sget_simple_extent_dims(sp, dims, NULL);
         *ndim = nd;
-        for (int d = 0; d < nd; d++) shape[d] = (int64_t)dims[d];
+        /* sizes from the file are checked against it before anyone allocates them:
+         * uncompressed data cannot exceed the file, compressed ~1000x at most (deflate) */
+        hid_t dcpl = H5Dget_create_plist(ds);
+        int filtered = dcpl >= 0 && H5Pget_nfilters(dcpl) > 0;
+        if (dcpl >= 0) H5Pclose(dcpl);
+        uint64_t bound = (uint64_t)c->size * (filtered ? 1100 : 1), bytes = lz_dtype_size(*dtype);
+        for (int d = 0; d < nd && !r; d++) {
+            shape[d] = (int64_t)dims[d];
+            if (dims[d] > INT64_MAX || (dims[d] && bytes > bound / dims[d])) r = -1;
+            else bytes *= dims[d];
+        }
+        if (r) lz_fail("%s: %s/%s claims more data than the file holds (%lld bytes): the file "
+                       "is corrupt", c->path, section, name, (long long)c->size);
     }
     free(dt);
     H5Sclose(sp);
@@ -402,6 +427,12 @@ const void *lz_ckpt_get_bytes(lz_ckpt *c, const char *key, size_t *n) {
     hssize_t count;
     hid_t a = open_kind(c, key, K_BYTES, K_BYTES, &count);
     if (a < 0) return NULL;
+    if (count > c->size) {
+        H5Aclose(a);
+        lz_fail("%s: key \"%s\" claims %lld bytes, more than the file holds: the file is "
+                "corrupt", c->path, key, (long long)count);
+        return NULL;
+    }
     void *p = count ? malloc((size_t)count) : NULL;
     if (count && (!p || H5Aread(a, H5T_NATIVE_UINT8, p) < 0)) {
         free(p);
@@ -433,4 +464,153 @@ int lz_ckpt_get_keys(lz_ckpt *c, const char *key, lz_key *out, int max) {
     for (int64_t i = 0; !r && i < nk; i++) out[i] = (lz_key){v[2 * i], v[2 * i + 1]};
     free(v);
     return r ? -1 : (int)nk;
+}
+
+/* ---- opening: verify, or parse in a child first ---- */
+typedef struct { char **v; int n, cap; } names;
+
+static int add_to(names *l, const char *name) {
+    if (l->n == l->cap) {
+        int cap = l->cap ? 2 * l->cap : 32;
+        char **v = realloc(l->v, (size_t)cap * sizeof *v);
+        if (!v) return -1;
+        l->v = v;
+        l->cap = cap;
+    }
+    return (l->v[l->n] = strdup(name)) ? (l->n++, 0) : -1;
+}
+
+static void free_names(names *l) {
+    for (int i = 0; i < l->n; i++) free(l->v[i]);
+    free(l->v);
+}
+
+static herr_t attr_cb(hid_t loc, const char *name, const H5A_info_t *info, void *data) {
+    (void)loc; (void)info;
+    return add_to(data, name) ? -1 : 0;
+}
+
+#if H5_VERSION_GE(1, 12, 0)
+static herr_t link_cb(hid_t g, const char *name, const H5L_info2_t *info, void *data) {
+#else
+static herr_t link_cb(hid_t g, const char *name, const H5L_info_t *info, void *data) {
+#endif
+    (void)g; (void)info;
+    return add_to(data, name) ? -1 : 0;
+}
+
+/* Everything a program may ask of the checkpoint: every root key read as its kind, every
+ * array of every section opened, read and its CRC checked. In the child of h5_probe: what
+ * matters there is that libhdf5 comes back; errors it reports cleanly (a CRC mismatch, a
+ * foreign dtype) are left for the program to meet when it asks for that item. */
+static void walk(lz_ckpt *c) {
+    names keys = {0}, secs = {0};
+    H5Aiterate2(c->file, H5_INDEX_NAME, H5_ITER_INC, NULL, attr_cb, &keys);
+    H5Literate(c->file, H5_INDEX_NAME, H5_ITER_INC, NULL, link_cb, &secs);
+    H5Eclear2(H5E_DEFAULT);
+    for (int i = 0; i < keys.n; i++) {
+        const char *k = keys.v[i];
+        int kind;
+        hssize_t n;
+        lz_ckpt_has(c, k);
+        hid_t a = open_key(c, k, &kind, &n);
+        if (a < 0) continue;
+        H5Aclose(a);
+        union { int64_t i; double f; } v;
+        size_t nb;
+        lz_key keys1[64];
+        switch (kind) {
+        case K_INT: lz_ckpt_get_int(c, k, &v.i); break;
+        case K_FLOAT: lz_ckpt_get_float(c, k, &v.f); break;
+        case K_STR: lz_ckpt_get_str(c, k); break;
+        case K_BYTES: lz_ckpt_get_bytes(c, k, &nb); break;
+        case K_KEYS: if (n / 2 <= 64) lz_ckpt_get_keys(c, k, keys1, 64); break;
+        default: break;
+        }
+    }
+    for (int i = 0; i < secs.n; i++) {
+        hid_t o = H5Oopen(c->file, secs.v[i], H5P_DEFAULT);
+        int group = o >= 0 && H5Iget_type(o) == H5I_GROUP;
+        if (o >= 0) H5Oclose(o);
+        H5Eclear2(H5E_DEFAULT);
+        if (!group || ckpt_check_name(c->path, "section", secs.v[i])) continue;
+        int64_t n;
+        const char *const *nm = lz_ckpt_names(c, secs.v[i], &n);
+        for (int64_t k = 0; nm && k < n; k++) {
+            /* lz_ckpt_get without lz arrays: the child of a GPU process must not touch it */
+            lz_dtype t;
+            int nd;
+            int64_t shape[LZ_MAX_DIMS];
+            hid_t ds = open_array(c, secs.v[i], nm[k], &t, &nd, shape);
+            if (ds < 0) continue;
+            size_t bytes = lz_dtype_size(t);
+            for (int d = 0; d < nd; d++) bytes *= (size_t)shape[d];
+            void *buf = malloc(bytes ? bytes : 1);
+            hid_t mt = ckpt_mem_type(t);
+            int64_t stored;
+            if (buf && (!bytes || H5Dread(ds, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) >= 0))
+                read_num_attr(ds, "crc32c", 1, &stored);
+            free(buf);
+            H5Tclose(mt);
+            H5Dclose(ds);
+            H5Eclear2(H5E_DEFAULT);
+        }
+    }
+    free_names(&keys);
+    free_names(&secs);
+}
+
+static int probe_walk(void *arg) {
+    lz_ckpt *c = open_direct(arg);
+    if (!c) return -1;
+    walk(c);
+    lz_ckpt_close(c);
+    return 0;
+}
+
+lz_ckpt *lz_ckpt_open(const char *path) {
+    if (!path || !path[0]) return lz_fail("lz_ckpt_open: empty checkpoint path");
+    ckpt_quiet();
+    /* Verified bytes are only worth something if libhdf5 parses those same bytes: a file
+     * renamed over path in between (a train writing it) is verified again. */
+    for (int attempt = 0; attempt < 3; attempt++) {
+        int64_t size;
+        if (h5_precheck(path, "checkpoint", &size)) return NULL;
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        struct stat st;
+        if (fd < 0 || fstat(fd, &st)) {
+            lz_fail("%s: cannot open checkpoint: %s", path, strerror(errno));
+            if (fd >= 0) close(fd);
+            return NULL;
+        }
+        /* LZ_CKPT_UNVERIFIED=1: a checkpoint another tool changed is read as unverified */
+        const char *unv = getenv("LZ_CKPT_UNVERIFIED");
+        int v = unv && strcmp(unv, "0") && strcmp(unv, "") ? 0
+                : ckpt_verify(path, fd, (int64_t)st.st_size);
+        close(fd);
+        if (v < 0) return NULL;
+        if (v == 0) {
+            const char *strict = getenv("LZ_CKPT_STRICT");
+            if (strict && strcmp(strict, "0") && strcmp(strict, ""))
+                return lz_fail("%s: the checkpoint has no checksum header (an older leibniz or "
+                               "another tool wrote it) and LZ_CKPT_STRICT is set", path);
+            /* every byte is read once by the walk; 50 MB/s is a slow disk */
+            double seconds = 5 + (double)st.st_size / 50e6;
+            if (h5_probe(path, "checkpoint", probe_walk, (void *)path, seconds,
+                         ((int64_t)2 << 30) + 2 * (int64_t)st.st_size))
+                return NULL;
+        }
+        lz_ckpt *c = open_direct(path);
+        if (!c || v == 0) return c;
+        int *fh = NULL;
+        struct stat now;
+        if (H5Fget_vfd_handle(c->file, H5P_DEFAULT, (void **)&fh) >= 0 && fh &&
+            fstat(*fh, &now) == 0 && now.st_ino == st.st_ino && now.st_dev == st.st_dev &&
+            now.st_size == st.st_size && now.st_mtim.tv_sec == st.st_mtim.tv_sec &&
+            now.st_mtim.tv_nsec == st.st_mtim.tv_nsec)
+            return c;
+        H5Eclear2(H5E_DEFAULT);
+        lz_ckpt_close(c);
+    }
+    return lz_fail("%s: the checkpoint kept changing while it was opened", path);
 }

@@ -114,9 +114,11 @@ lz_ckpt_writer *lz_ckpt_create(const char *path) {
     }
     close(fd);
     w->tmp = tmp;   /* from here on, ours to remove on failure */
-    hid_t fapl = h5_fapl();
-    w->file = H5Fcreate(w->tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    hid_t fapl = h5_fapl(), fcpl = H5Pcreate(H5P_FILE_CREATE);
+    H5Pset_userblock(fcpl, CKPT_HEADER);   /* room for the checksum header */
+    w->file = H5Fcreate(w->tmp, H5F_ACC_TRUNC, fcpl, fapl);
     if (w->file < 0) ckpt_h5_save();
+    H5Pclose(fcpl);
     H5Pclose(fapl);
     if (w->file < 0) {
         char d[256];
@@ -151,13 +153,15 @@ static hid_t section_id(lz_ckpt_writer *w, const char *name) {
     return g;
 }
 
-static int put_str_attr(hid_t obj, const char *key, const char *s, int vlen) {
+/* Fixed-length strings only: libhdf5 reads variable-length ones through its global heap,
+ * where corrupted files made it overflow buffers (issue 20). */
+static int put_str_attr(hid_t obj, const char *key, const char *s) {
     hid_t t = H5Tcopy(H5T_C_S1);
     H5Tset_cset(t, H5T_CSET_UTF8);
-    H5Tset_size(t, vlen ? H5T_VARIABLE : strlen(s) + 1);
+    H5Tset_size(t, strlen(s) + 1);
     hid_t sp = H5Screate(H5S_SCALAR);
     hid_t a = H5Acreate2(obj, key, t, sp, H5P_DEFAULT, H5P_DEFAULT);
-    herr_t r = a < 0 ? -1 : vlen ? H5Awrite(a, t, &s) : H5Awrite(a, t, s);
+    herr_t r = a < 0 ? -1 : H5Awrite(a, t, s);
     if (r < 0) ckpt_h5_save();
     if (a >= 0) H5Aclose(a);
     H5Sclose(sp);
@@ -229,7 +233,7 @@ static int write_dataset(lz_ckpt_writer *w, hid_t g, const char *section, const 
     int r = ds < 0 ? ckpt_h5_save() : 0;
     if (!r && nbytes && H5Dwrite(ds, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0)
         r = ckpt_h5_save();
-    if (!r) r = put_str_attr(ds, "dtype", lz_dtype_name(t), 0);
+    if (!r) r = put_str_attr(ds, "dtype", lz_dtype_name(t));
     if (!r) r = put_attr(ds, "crc32c", H5T_STD_U32LE, H5T_NATIVE_UINT32, 0, NULL, &crc);
     if (ds >= 0 && H5Dclose(ds) < 0) r = ckpt_h5_save();
     H5Pclose(dcpl);
@@ -304,7 +308,7 @@ int lz_ckpt_set_float(lz_ckpt_writer *w, const char *key, double v) {
 int lz_ckpt_set_str(lz_ckpt_writer *w, const char *key, const char *s) {
     BEGIN_SET(w, key);
     if (!s) return FAIL(w, "%s: key \"%s\": NULL string", w->path, key);
-    return attr_done(w, key, put_str_attr(w->file, key, s, 1));
+    return attr_done(w, key, put_str_attr(w->file, key, s));
 }
 
 int lz_ckpt_set_bytes(lz_ckpt_writer *w, const char *key, const void *p, size_t n) {
@@ -373,7 +377,7 @@ int lz_ckpt_commit(lz_ckpt_writer *w) {
     ckpt_quiet();
     if (!w->failed) {
         int32_t version = LZ_CKPT_FORMAT_VERSION;
-        if (put_str_attr(w->file, "format", CKPT_FORMAT, 1) ||
+        if (put_str_attr(w->file, "format", CKPT_FORMAT) ||
             put_attr(w->file, "format_version", H5T_STD_I32LE, H5T_NATIVE_INT32, 0, NULL,
                      &version)) {
             char d[256];
@@ -389,6 +393,8 @@ int lz_ckpt_commit(lz_ckpt_writer *w) {
         char d[256];
         FAIL(w, "%s: cannot finish checkpoint: %s", w->path, ckpt_h5_detail(d, sizeof d));
     }
+    if (!w->failed && ckpt_seal(w->tmp))
+        FAIL(w, "%s: cannot write the checksum header: %s", w->path, strerror(errno));
     if (!w->failed && fsync_path(w->tmp, 0))
         FAIL(w, "%s: cannot sync checkpoint to disk: %s", w->path, strerror(errno));
     if (!w->failed && rename(w->tmp, w->path))

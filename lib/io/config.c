@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include "core/core.h"
 #include "config_internal.h"
 
@@ -31,6 +32,16 @@ static char *read_file(const char *path, size_t *len) {
     if (bad) { free(buf); return NULL; }
     buf[n] = 0;
     *len = n;
+    return buf;
+}
+
+/* Why read_file failed: errno's words, or the size limit with the file's size. */
+static const char *read_error(const char *path, char *buf, size_t n) {
+    struct stat st;
+    if (errno != EFBIG) return strerror(errno);
+    if (stat(path, &st)) st.st_size = MAX_FILE + 1;
+    snprintf(buf, n, "it is %lld bytes, over the limit of %d bytes (1 MiB) for a config file",
+             (long long)st.st_size, MAX_FILE);
     return buf;
 }
 
@@ -144,7 +155,9 @@ static cnode *load_tree(loader *L, const char *text, size_t len, const char *nam
     if (!path) { lz_fail("out of memory"); goto out; }
     size_t blen;
     if (!(btext = read_file(path, &blen))) {
-        cfg_fail(b, "cannot read base config '%s' (%s): %s", b->text, path, strerror(errno));
+        char why[128];
+        cfg_fail(b, "cannot read base config '%s' (%s): %s", b->text, path,
+                 read_error(path, why, sizeof why));
         goto out;
     }
     real = realpath(path, NULL);
@@ -301,7 +314,8 @@ lz_config *lz_config_load(const char *path, int nov, const char *const *ov) {
     if (!path) return lz_fail("lz_config_load: no path");
     size_t len;
     char *text = read_file(path, &len);
-    if (!text) return lz_fail("cannot read config '%s': %s", path, strerror(errno));
+    char why[128];
+    if (!text) return lz_fail("cannot read config '%s': %s", path, read_error(path, why, sizeof why));
     lz_config *cfg = load(text, len, path, nov, ov);
     free(text);
     return cfg;

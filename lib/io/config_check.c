@@ -43,7 +43,8 @@ static void suggestion(char *buf, size_t size, const lz_config_key *t, int nt, c
             bestd = cfg_distance(typed, leaf);
         }
     }
-    if (!best && anywhere) {   /* the right key in the wrong section, or a known synonym */
+    int elsewhere = !best && anywhere;
+    if (elsewhere) {   /* the right key in the wrong section, or a known synonym */
         best = cfg_alias(typed);
         int limit = strlen(typed) > 3;   /* stricter than among siblings: far keys mislead */
         for (int i = 0; i < nt && !best; i++) {
@@ -57,6 +58,13 @@ static void suggestion(char *buf, size_t size, const lz_config_key *t, int nt, c
             const char *dot = strrchr(t[i].path, '.');
             if (dot && !strcmp(dot + 1, typed)) best = t[i].path, bestd = 0;
         }
+    }
+    /* a key found in another section is named with its section; a top-level one as such */
+    if (best && elsewhere && *sect && !strchr(best, '.')) {
+        if (!strcmp(best, typed))
+            snprintf(buf, size, " ('%s' is a top-level key, not a key of '%s')", best, sect);
+        else snprintf(buf, size, " (did you mean the top-level key '%s'?)", best);
+        return;
     }
     if (best) { snprintf(buf, size, " (did you mean '%s'?)", best); return; }
     size_t len = 0;

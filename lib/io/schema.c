@@ -174,6 +174,15 @@ const lz_config_key lz_config_schema[] = {
     {"train.resume", LZ_CFG_STR, "null", NUL, .doc =
         "Checkpoint to resume from exactly (weights, optimizer, step, RNG); null: start afresh."},
 
+    {"dist", LZ_CFG_MAP, .doc =
+        "Data parallelism (`mpirun -np N train ...`): `data.batch_size` is the global batch, "
+        "split evenly over the ranks."},
+    {"dist.bucket_mb", LZ_CFG_FLOAT, "25", .range = "(0, inf)", .doc =
+        "Gradients are averaged over the ranks in all-reduces of about this many MiB each."},
+    {"dist.timeout_s", LZ_CFG_FLOAT, "300", .range = "[0, inf)", .doc =
+        "Seconds a collective waits for every rank; past it (a rank died or hangs) every rank "
+        "stops with an error. 0: wait for ever."},
+
     {"finetune", LZ_CFG_MAP, .doc = "Starting from trained weights."},
     {"finetune.init_from", LZ_CFG_STR, "null", NUL, .doc =
         "Checkpoint whose parameters are loaded by name; null: random initialisation."},

@@ -232,7 +232,7 @@ static void make_space(space *s, const lz_fused *g) {
             contig &= s->st[j][d] == expect;
             expect *= s->shape[d];
         }
-        s->kind[j] = zero ? 1 : contig && !g->reduce ? 0 : 2;
+        s->kind[j] = zero ? (lz_is_host_scalar(g->leaves[j]) ? 3 : 1) : contig && !g->reduce ? 0 : 2;
     }
 }
 
@@ -246,6 +246,13 @@ static const void *leaf_ptr(const lz_array *l) {
     return (const char *)l->buf->dev + l->offset * (int64_t)lz_dtype_size(l->dtype);
 }
 
+/* Leaf j's word: its device address, or its value (kind 3: a host scalar). */
+static int leaf_word(words *a, const space *s, const lz_array *l, int j) {
+    if (s->kind[j] != 3) return word_ptr(a, leaf_ptr(l));
+    const void *p = (const char *)l->buf->data + l->offset * (int64_t)lz_dtype_size(l->dtype);
+    return is_f(l->dtype) ? word_f(a, lz_load_scalar(p, l->dtype)) : word(a, lz_load_int(p, l->dtype));
+}
+
 /* Emits the group's program for the element whose leaf offsets are o<j> (strided leaves) or
  * the index `idx` (contiguous ones). Scalars' words are in fw[]. */
 static int put_program(text *t, const lz_fused *g, const space *s, const int *lw, const int *fw,
@@ -253,6 +260,10 @@ static int put_program(text *t, const lz_fused *g, const space *s, const int *lw
     for (int j = 0; j < g->nleaves; j++) {
         lz_dtype d = g->leaves[j]->dtype;
         put(t, "%s r%d = ", is_f(d) ? "float" : "i64", j);
+        if (s->kind[j] == 3) {   /* its value is the word itself */
+            put(t, is_f(d) ? "(float)__longlong_as_double(p.w[%d]);\n" : "p.w[%d];\n", lw[j]);
+            continue;
+        }
         char ix[24];
         if (s->kind[j] == 1) snprintf(ix, sizeof ix, "0");
         else if (s->kind[j] == 0) snprintf(ix, sizeof ix, "%s", idx);
@@ -290,7 +301,7 @@ static int gen_elementwise(const lz_fused *g, const space *s, int64_t n, int sms
     int wn = word(&a, n);
     for (int d = 0; d < s->nd; d++) sw[d] = word(&a, s->shape[d]);
     for (int j = 0; j < g->nleaves; j++) {
-        lw[j] = word_ptr(&a, leaf_ptr(g->leaves[j]));
+        lw[j] = leaf_word(&a, s, g->leaves[j], j);
         stw[j] = -1;
         if (s->kind[j] == 2) {
             stw[j] = a.n;
@@ -378,7 +389,7 @@ static int gen_reduce(const lz_fused *g, const space *s, int sms, cg_plan *pl) {
     for (int i = 0; i < nk; i++) ksw[i] = word(&a, s->shape[kd[i]]);
     for (int i = 0; i < nr; i++) rsw[i] = word(&a, s->shape[rd[i]]);
     for (int j = 0; j < g->nleaves; j++) {
-        lw[j] = word_ptr(&a, leaf_ptr(g->leaves[j]));
+        lw[j] = leaf_word(&a, s, g->leaves[j], j);
         kst[j] = rst[j] = -1;
         if (s->kind[j] == 2) {
             kst[j] = a.n;
@@ -487,7 +498,7 @@ int cg_plan_group(const lz_fused *g, int sms, cg_plan *pl) {
                      lz_dtype_size(g->reduce ? g->reduce->dtype : g->out->dtype);
     for (int o = 0; o < g->nouts; o++) moved += (uint64_t)n * lz_dtype_size(g->outs[o].node->dtype);
     for (int j = 0; j < g->nleaves; j++)
-        moved += (uint64_t)(s.kind[j] == 1 ? 1 : n) * lz_dtype_size(g->leaves[j]->dtype);
+        moved += (uint64_t)(s.kind[j] == 1 ? 1 : s.kind[j] == 3 ? 0 : n) * lz_dtype_size(g->leaves[j]->dtype);
     pl->moved = moved;
     return 0;
 }
