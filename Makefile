@@ -86,7 +86,7 @@ TEST_SCRIPTS := $(wildcard tests/test_*.sh)
 
 SHELL := /bin/bash
 .SECONDEXPANSION:
-.PHONY: all test test-cuda asan bench deps clean check-deps mnist print-libs
+.PHONY: all test test-cuda test-emulated asan bench deps clean check-deps mnist print-libs
 all: $(if $(filter build/release,$(B)),lib/libleibniz.a) $(APP_BINS)
 
 lib/libleibniz.a: $(LIB)
@@ -136,6 +136,14 @@ test: check-deps $(TESTS) all
 
 asan:
 	$(MAKE) VARIANT=asan test ASAN_OPTIONS=detect_leaks=1
+
+# Without a GPU: the C tests with an emulated GPU as default device (tests/emu_gpu.h: the
+# generated kernels compiled with g++, kernel nodes on the CPU). Slow (minutes), for
+# development; memory-accounting tests of kernel nodes differ there (they fall back).
+test-emulated: $(TESTS)
+	@fail=0; for t in $(filter-out %/test_codegen,$(TESTS)); do echo "== $$t"; \
+	  LZ_TEST_EMULATED_GPU=1 LZ_EMU_KERNELS=$(abspath $(B))/emu_kernels $$t || fail=1; done; \
+	[ $$fail = 0 ] && echo "ALL TESTS PASSED (emulated GPU)" || { echo "TESTS FAILED (emulated GPU)"; exit 1; }
 
 # The whole suite with the GPU as the default device (LZ_DEVICE=cuda): every op, gradient,
 # fusion and program test runs its ops on the GPU. Fails at once without a GPU.

@@ -24,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "leibniz.h"
+#include "../preflight.h"
 #include "io/model.h"
 
 enum { EXIT_RUNTIME = 1, EXIT_USAGE = 2 };

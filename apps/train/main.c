@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "train.h"
+#include "../preflight.h"
 
 trainer T;
 volatile sig_atomic_t stop_requested;
@@ -563,6 +564,11 @@ int main(int argc, char **argv) {
     int threads = (int)lz_config_int(T.cfg, "train.threads");
     if (threads > 0) lz_set_threads(threads);
     choose_device();
+    if (lz_config_has(T.cfg, "train.memory_limit")) {
+        size_t cap = (size_t)lz_config_int(T.cfg, "train.memory_limit") << 20;
+        lz_memory_set_limit(cap);
+        if (lz_default_device() == LZ_GPU && cap < lz_memory_device().limit) lz_memory_device_set_limit(cap);
+    }
 
     open_data();
     printf("config %s (effective):\n", T.config_name);
@@ -582,6 +588,8 @@ int main(int argc, char **argv) {
     uint64_t seed = (uint64_t)lz_config_int(T.cfg, "seed");
     T.key = lz_key_fold(lz_key_new(seed), 2);
     T.model = lz_model_build(T.cfg, &T.shape, lz_key_fold(lz_key_new(seed), 1));
+    if (!T.model && strstr(lz_error(), "out of memory"))   /* not the config's fault */
+        die(EXIT_RUNTIME, "building the model: %s", lz_error());
     if (!T.model && T.text)
         die(EXIT_USAGE, "the model does not fit the data %s (a vocabulary of %d): %s", T.data_path,
             T.shape.num_classes, lz_error());

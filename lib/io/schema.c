@@ -171,6 +171,10 @@ const lz_config_key lz_config_schema[] = {
     {"train.out_dir", LZ_CFG_STR, "runs", .doc =
         "Folder of the runs; this one writes to `<out_dir>/<name>/`."},
     {"train.threads", LZ_CFG_INT, "0", .range = "[0, inf)", .doc = "CPU threads; 0: all cores."},
+    {"train.memory_limit", LZ_CFG_INT, "null", NUL, .range = "[1, inf)", .doc =
+        "Most memory the arrays may hold, in MiB (the host's and, on a GPU, the device's, each); "
+        "past it the step fails with a message naming the op. null: no limit (on a GPU, below "
+        "what the card has free)."},
     {"train.resume", LZ_CFG_STR, "null", NUL, .doc =
         "Checkpoint to resume from exactly (weights, optimizer, step, RNG); null: start afresh."},
 
