@@ -86,7 +86,7 @@ TEST_SCRIPTS := $(wildcard tests/test_*.sh)
 
 SHELL := /bin/bash
 .SECONDEXPANSION:
-.PHONY: all test test-cuda test-emulated asan bench deps clean check-deps mnist print-libs
+.PHONY: all test test-cuda test-emulated fuzz asan bench deps clean check-deps mnist print-libs
 all: $(if $(filter build/release,$(B)),lib/libleibniz.a) $(APP_BINS)
 
 lib/libleibniz.a: $(LIB)
@@ -153,6 +153,19 @@ test-cuda: check-deps $(TESTS) all
 
 bench: check-deps $(BENCHES)
 	@for b in $(BENCHES); do $$b || exit 1; done
+
+# libFuzzer harnesses of the checkpoint and dataset readers (tests/fuzz; clang from Debian):
+# each runs FUZZ_SECONDS (default 60) from a corpus of the project's own files. Also builds
+# tests/fuzz/hunt.c, a mutation hunter that needs no clang.
+FUZZ_SECONDS ?= 60
+fuzz: $(LIB)
+	@mkdir -p $(B)/fuzz
+	for h in ckpt dataset; do clang -g -O1 -fsanitize=fuzzer,address -Ilib $(PKG_CFLAGS) tests/fuzz/fuzz_$$h.c \
+	  $(LIB) $(subst -fopenmp,-lgomp,$(LDLIBS)) -o $(B)/fuzz/fuzz_$$h || exit 1; done
+	$(CC) $(CFLAGS) -o $(B)/fuzz/hunt tests/fuzz/hunt.c $(LIB) $(LDLIBS)
+	for h in ckpt dataset; do mkdir -p $(B)/fuzz/corpus_$$h; cp tests/data/hostile/$${h:0:4}*.h5 $(B)/fuzz/corpus_$$h/ 2>/dev/null; \
+	  ASAN_OPTIONS=detect_leaks=0 $(B)/fuzz/fuzz_$$h -max_total_time=$(FUZZ_SECONDS) -timeout=30 \
+	  $(B)/fuzz/corpus_$$h || exit 1; done
 
 # Installs the Debian packages whose headers are missing (needs root, or sudo).
 deps:
