@@ -145,4 +145,11 @@ static inline unsigned __float_as_uint(float f) { unsigned u; memcpy(&u, &f, 4);
 static inline double __longlong_as_double(long long v) { double d; memcpy(&d, &v, 8); return d; }
 static inline float emu_h2f(unsigned short h) { _Float16 x; memcpy(&x, &h, 2); return (float)x; }
 static inline unsigned short emu_f2h(float f) { _Float16 x = (_Float16)f; unsigned short h; memcpy(&h, &x, 2); return h; }
-/* the float math functions come from <math.h> (global namespace) */
+/* the float math functions come from <math.h> (global namespace); erfcx (CUDA has it, the
+ * C library not) in double: e^(z^2) erfc(z), or its asymptotic series where erfc underflows */
+static inline float erfcxf(float zf) {
+    double z = zf;
+    if (z < 25.0) return (float)(exp(z * z) * erfc(z));
+    double r = 1.0 / (z * z);
+    return (float)(0.5641895835477563 / z * (1.0 - 0.5 * r + 0.75 * r * r));
+}
