@@ -67,13 +67,16 @@ static void both(const char *what, int nin, lz_array *const *in, int nout,
     (void)nin;
 }
 
+/* New references (the caller releases them). */
 static lz_array *rand_f(uint64_t *s, int nd, const int64_t *shape, double lo, double hi, lz_dtype t) {
     int64_t n = t_numel(nd, shape);
     float *v = malloc((size_t)n * 4);
     for (int64_t i = 0; i < n; i++) v[i] = (float)t_uniform(s, lo, hi);
+    lz_pool_push();
     lz_array *a = lz_from_data(v, nd, shape, LZ_F32);
     free(v);
-    lz_array *r = t == LZ_F32 ? a : lz_astype(a, t);
+    lz_array *r = lz_retain(t == LZ_F32 ? a : lz_astype(a, t));
+    lz_pool_pop();
     lz_eval1(r);
     return r;
 }
@@ -82,7 +85,9 @@ static lz_array *rand_i(uint64_t *s, int nd, const int64_t *shape, int64_t lo, i
     int64_t n = t_numel(nd, shape);
     int64_t *v = malloc((size_t)n * 8);
     for (int64_t i = 0; i < n; i++) v[i] = t_irand(s, lo, hi);
-    lz_array *a = lz_astype(lz_from_data(v, nd, shape, LZ_I64), t);
+    lz_pool_push();
+    lz_array *a = lz_retain(lz_astype(lz_from_data(v, nd, shape, LZ_I64), t));
+    lz_pool_pop();
     free(v);
     lz_eval1(a);
     return a;
@@ -211,7 +216,9 @@ static void test_reductions(void **state) {
     lz_prim_id prims[4] = {LZ_P_SUM, LZ_P_PROD, LZ_P_MAX, LZ_P_MIN};
     for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
         lz_array *x = rand_f(&s, cases[c].nd, cases[c].shape, -1, 1, LZ_F32);
-        lz_array *xt = cases[c].nd == 2 ? lz_transpose(lz_transpose(x)) : lz_retain(x);
+        lz_pool_push();
+        lz_array *xt = lz_retain(cases[c].nd == 2 ? lz_transpose(lz_transpose(x)) : x);
+        lz_pool_pop();
         for (int p = 0; p < 4; p++) {
             if (cases[c].shape[0] == 0 && (prims[p] == LZ_P_MAX || prims[p] == LZ_P_MIN)) continue;
             if (prims[p] == LZ_P_PROD && cases[c].shape[0] * cases[c].shape[1] > 2000) continue;
@@ -252,7 +259,9 @@ static void test_copies(void **state) {
     lz_pool_push();
     int64_t n = 4096;
     uint64_t seed = 3;
-    lz_array *x = lz_add_scalar(lz_mul_scalar(rand_f(&seed, 1, &n, 0, 1, LZ_F32), 0.0), 1.0);
+    lz_array *r = rand_f(&seed, 1, &n, 0, 1, LZ_F32);
+    lz_array *x = lz_add_scalar(lz_mul_scalar(r, 0.0), 1.0);   /* pooled */
+    lz_release(r);   /* x's graph holds it */
     assert_int_equal(lz_eval1(x), 0);           /* on the CPU: a host buffer of n ones */
     lz_set_thread_device(LZ_GPU);
     lz_stats_reset();
