@@ -12,5 +12,6 @@
 #include "io/checkpoint.h"
 #include "io/metrics.h"
 #include "data/data.h"
+#include "dist/dist.h"
 
 #endif
