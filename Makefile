@@ -96,7 +96,7 @@ $(B)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
 
-$(B)/%.cu.o: %.cu $(wildcard lib/backend/cuda/*.h)
+$(B)/%.cu.o: %.cu $(wildcard lib/backend/cuda/*.h lib/backend/cuda/*.cuh)
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVFLAGS) -c $< -o $@
 

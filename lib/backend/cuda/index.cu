@@ -7,28 +7,12 @@
 #include <cuda_bf16.h>
 #include <stdint.h>
 #include "index.h"
+#include "walk.cuh"
 
 namespace {
 
 enum { DT_BOOL, DT_U8, DT_I32, DT_I64, DT_F16, DT_BF16, DT_F32 };
 
-__device__ __forceinline__ int64_t lay_off(const cuk_lay &l, int64_t k) {
-    int64_t off = 0;
-#pragma unroll
-    for (int d = 7; d >= 0; d--) {
-        if (d < l.nd) {
-            int64_t s = l.shape[d];
-            off += (k % s) * l.strides[d];
-            k /= s;
-        }
-    }
-    return off;
-}
-
-int grid_for(int64_t n, int threads) {
-    int64_t b = (n + threads - 1) / threads;
-    return (int)(b < 65536 * 8 ? (b > 0 ? b : 1) : 65536 * 8);
-}
 
 #define GRID_STRIDE(e, total)                                                          \
     for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < (total);      \

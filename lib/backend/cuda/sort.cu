@@ -11,6 +11,7 @@
 #include <cuda_runtime.h>
 #include <stdint.h>
 #include "sort.h"
+#include "walk.cuh"
 
 namespace {
 
@@ -32,23 +33,6 @@ template <typename T> struct chunk { static constexpr int S = 32768 / (int)sizeo
 
 constexpr int SORT_THREADS = 512;
 
-__device__ __forceinline__ int64_t lay_off(const cuk_lay &l, int64_t k) {
-    int64_t off = 0;
-#pragma unroll
-    for (int d = 7; d >= 0; d--) {
-        if (d < l.nd) {
-            int64_t s = l.shape[d];
-            off += (k % s) * l.strides[d];
-            k /= s;
-        }
-    }
-    return off;
-}
-
-int grid_for(int64_t n, int threads) {
-    int64_t b = (n + threads - 1) / threads;
-    return (int)(b < 65536 * 8 ? (b > 0 ? b : 1) : 65536 * 8);
-}
 
 // Compare-exchange of i and i | j (bit j of i clear) for stage k of rows of P keys: the
 // row-local index decides the direction, so each row sorts ascending on its own.
