@@ -198,7 +198,7 @@ lz_array *lz_node(lz_prim_id p, lz_dtype t, int ndim, const int64_t *shape, int 
     lz_array *a = new_array(t, ndim, shape);
     if (!a) return NULL;
     a->prim = p;
-    a->device = lz_node_device();
+    a->device = lz_default_device();   /* ops run where they were built */
     a->depth = depth + 1;
     a->ninputs = ninputs;
     if (ninputs) {

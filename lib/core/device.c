@@ -61,8 +61,7 @@ static int check(lz_device d, const char *fn) {
 static lz_device from_env(void) {
     const char *e = getenv("LZ_DEVICE");
     if (!e || !*e || !strcmp(e, "cpu")) return LZ_CPU;
-    if (!strcmp(e, "auto")) return lz_gpu_available() ? LZ_GPU : LZ_CPU;
-    /* cuda/gpu: asked for explicitly; without a GPU ops stay on the CPU and
+    /* auto, cuda, gpu: the GPU when there is one; without, ops stay on the CPU and
      * lz_default_device says so (the programs check and refuse) */
     return lz_gpu_available() ? LZ_GPU : LZ_CPU;
 }
@@ -91,8 +90,6 @@ lz_device lz_default_device(void) {
     pthread_mutex_unlock(&device_lock);
     return d;
 }
-
-lz_device lz_node_device(void) { return lz_default_device(); }
 
 void lz_synchronize(void) {
     if (gpu) gpu->synchronize();

@@ -209,8 +209,6 @@ const lz_gpu_backend *lz_cuda_start(void);
 const lz_gpu_backend *lz_gpu(void);
 /* Runs b as the GPU backend instead (tests: an emulated GPU on a machine without one). */
 void lz_gpu_install(const lz_gpu_backend *b);
-/* The device a node built now runs on (device.c). */
-lz_device lz_node_device(void);
 
 /* ---- counters (atomic adds; lib/core/stats.c) ---- */
 void lz_stats_add(uint64_t kernels, uint64_t bytes_moved, uint64_t flops);

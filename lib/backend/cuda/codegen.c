@@ -188,7 +188,7 @@ static int put_instr(text *t, const lz_fused *g, int k, int fw) {
     for (const char *q = e; *q; q++) {
         if (*q == 'A') put(t, "%s", a);
         else if (*q == 'B') put(t, "%s", b);
-        else if (*q == 'C' && q[1] != 'o') put(t, "%s", c);   /* not inside a name */
+        else if (*q == 'C') put(t, "%s", c);
         else if (*q == 'S' && (q[1] == '0' || q[1] == '1')) {
             put(t, "(float)__longlong_as_double(p.w[%d])", fw + (q[1] - '0'));
             q++;
