@@ -39,6 +39,13 @@ static pool pools[2] = {
     [LZ_GPU] = {.name = "device", .cache_limit = (size_t)-1},
 };
 
+/* A child forked while another thread holds the lock (the HDF5 probe forks while the
+ * loader's thread allocates batches) would wait for it for ever: fork takes it first. */
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+static void fork_prepare(void) { pthread_mutex_lock(&lock); }
+static void fork_release(void) { pthread_mutex_unlock(&lock); }
+static void register_atfork(void) { pthread_atfork(fork_prepare, fork_release, fork_release); }
+
 static size_t bucket_size(size_t n, int *index) {
     if (n < 256) n = 256;
     int lg = 63 - __builtin_clzll((unsigned long long)n);   /* 2^lg <= n */
@@ -112,6 +119,7 @@ void *lz_block_alloc(lz_device d, size_t n, size_t *size) {
     int idx;
     size_t sz = bucket_size(n, &idx);
     void *data = NULL;
+    pthread_once(&atfork_once, register_atfork);
     pthread_mutex_lock(&lock);
     set_default_cache_limit(p);
     if (!p->sys_alloc) {
